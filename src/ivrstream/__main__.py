@@ -1,0 +1,3 @@
+from ivrstream.cli import main
+
+main()

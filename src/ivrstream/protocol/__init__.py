@@ -1,0 +1,1 @@
+"""The sans-I/O core: no asyncio, sockets, clocks or randomness. Time and rng are arguments."""

@@ -1,0 +1,41 @@
+"""Shared fixtures: an emulator on 127.0.0.1 port 0, and a loopback HTTP session."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import aiohttp
+import pytest
+
+from ivrstream.emulator.config import EmulatorConfig
+from ivrstream.emulator.server import Emulator
+
+EmulatorFactory = Callable[..., AbstractAsyncContextManager[Emulator]]
+
+
+@pytest.fixture
+def emulator_factory() -> EmulatorFactory:
+    """``async with emulator_factory(rate=50, time_scale=1000) as emu:`` — any config field."""
+
+    @asynccontextmanager
+    async def make(clock: Any = None, **overrides: Any) -> AsyncIterator[Emulator]:
+        config = EmulatorConfig(**overrides)
+        async with Emulator(config, clock=clock) as emu:
+            yield emu
+
+    return make
+
+
+@pytest.fixture
+async def emulator(emulator_factory: EmulatorFactory) -> AsyncIterator[Emulator]:
+    """A quiet emulator: no traffic, default limits."""
+    async with emulator_factory(traffic=False) as emu:
+        yield emu
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
