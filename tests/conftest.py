@@ -37,5 +37,6 @@ async def emulator(emulator_factory: EmulatorFactory) -> AsyncIterator[Emulator]
 
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
+    # no connection cap: tests open more than aiohttp's default 100 sockets on purpose
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         yield session

@@ -144,7 +144,7 @@ class FrameFaults:
         return out, then
 
     def malformed(self, kind: str) -> OutFrame:
-        self._state.fired("malformed", kind=kind)
+        self._state.fired("malformed", variant=kind)
         frame: OutFrame = self.make_malformed(kind, self._state.settings.oversized_bytes)
         frame.fault = f"malformed:{kind}"
         return frame

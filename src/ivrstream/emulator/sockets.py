@@ -52,6 +52,8 @@ class EmulatedSocket:
         self.closed = asyncio.Event()
         self.frames_sent = 0
         self.close_code: int | None = None
+        self._closing: tuple[int, str] | None = None
+        self._reader: asyncio.Future[None] | None = None
         self.raw_writer: AbstractStreamWriter | None = None  # for fast mode's pre-framed writes
         ledger.record("connection", conn=conn_id, dialect=dialect, event="opened")
 
@@ -150,8 +152,16 @@ class EmulatedSocket:
         self.ledger.record("sent", **entry)
 
     async def close_now(self, code: int, reason: str) -> None:
-        if self.closed.is_set():
+        """Send a close frame with ``code`` and wait for the client's answer."""
+        if self.closed.is_set() or self._closing is not None:
             return
+        self._closing = (code, reason)
+        reader = self._reader
+        if reader is not None and reader is not asyncio.current_task() and not reader.done():
+            # with a reader still waiting, aiohttp would drop the transport instead of waiting
+            # for the client's close frame; let ws.close() read the answer itself
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
         with contextlib.suppress(ConnectionError, RuntimeError):
             await self.ws.close(code=code, message=reason.encode()[:123])
         self.mark_closed(code, reason)
@@ -159,6 +169,8 @@ class EmulatedSocket:
     def mark_closed(self, code: int, reason: str) -> None:
         if self.closed.is_set():
             return
+        if self._closing is not None:  # we started the close: record our code, not the echo
+            code, reason = self._closing
         self.close_code = code
         self.closed.set()
         self.ledger.record(
@@ -183,11 +195,13 @@ class EmulatedSocket:
 
     async def serve(self, on_message: Callable[[Any], Any] | None = None) -> None:
         """Run reader and writer until either side ends the connection."""
-        reader = asyncio.ensure_future(self.run_reader(on_message))
+        reader = self._reader = asyncio.ensure_future(self.run_reader(on_message))
         writer = asyncio.ensure_future(self.run_writer())
         closed = asyncio.ensure_future(self.closed.wait())
         try:
             await asyncio.wait({reader, closed}, return_when=asyncio.FIRST_COMPLETED)
+            if self._closing is not None and not writer.done():
+                await asyncio.wait({writer}, timeout=5)  # let our close handshake finish
         finally:
             for task in (reader, writer, closed):
                 task.cancel()
