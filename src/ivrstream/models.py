@@ -34,8 +34,8 @@ CONTENT_TYPES = ("application/msgpack", "application/json")
 class Subscription(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True):
     """The one message a client sends after the socket opens."""
 
-    event_type: str = "interaction:updated"
-    data_types: list[str] = msgspec.field(default_factory=lambda: ["interaction"])
+    event_type: str  # always sent: no default, so omit_defaults never drops it
+    data_types: list[str]
     filters: dict[str, str] = msgspec.field(default_factory=dict)
     retry: int = 60
     content_type: str = "application/json"  # the server's default when the field is absent
@@ -102,3 +102,111 @@ class ApiError(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True)
     message: str
     context_id: str | None = None
     details: list[dict[str, Any]] = msgspec.field(default_factory=list)
+
+
+# -- Analytics -----------------------------------------------------------------------------------
+# Conversation details (``shared/reference/genesys-schemas.md`` §4). Requests are faithful to the
+# public schema so the backfill client can encode them; conversations stay plain dicts.
+
+
+class NumericRange(msgspec.Struct, omit_defaults=True, kw_only=True):
+    gt: float | None = None
+    gte: float | None = None
+    lt: float | None = None
+    lte: float | None = None
+
+
+class Predicate(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True):
+    """One condition of a segment or conversation filter; ``type`` is inferred when absent."""
+
+    type: Literal["dimension", "property", "metric"] | None = None
+    dimension: str | None = None
+    metric: str | None = None
+    property_type: str | None = None  # segment filters only, with ``property``
+    property: str | None = None
+    operator: Literal["matches", "exists", "notExists"] = "matches"
+    value: str | None = None
+    range: NumericRange | None = None
+
+
+class Clause(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """A nested group of predicates inside a :class:`Filter`."""
+
+    type: Literal["and", "or"]
+    predicates: list[Predicate] = msgspec.field(default_factory=list)
+
+
+class Filter(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """A segment or conversation filter: ``type`` joins its predicates and clauses."""
+
+    type: Literal["and", "or"]
+    predicates: list[Predicate] = msgspec.field(default_factory=list)
+    clauses: list[Clause] = msgspec.field(default_factory=list)
+
+
+class PagingSpec(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True):
+    page_size: int = 25
+    page_number: int = 1
+
+
+OrderBy = Literal["conversationStart", "conversationEnd", "segmentStart", "segmentEnd"]
+Order = Literal["asc", "desc", "unordered"]
+JobState = Literal["QUEUED", "PENDING", "FULFILLED", "FAILED", "CANCELLED", "EXPIRED"]
+
+
+class ConversationQuery(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True):
+    """Body of ``POST /api/v2/analytics/conversations/details/query``."""
+
+    interval: str  # "start/end", ISO-8601
+    conversation_filters: list[Filter] = msgspec.field(default_factory=list)
+    segment_filters: list[Filter] = msgspec.field(default_factory=list)
+    order: Order = "asc"
+    order_by: OrderBy = "conversationStart"
+    paging: PagingSpec | None = None
+
+
+class AsyncConversationQuery(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True):
+    """Body of ``POST /api/v2/analytics/conversations/details/jobs`` (no paging)."""
+
+    interval: str
+    conversation_filters: list[Filter] = msgspec.field(default_factory=list)
+    segment_filters: list[Filter] = msgspec.field(default_factory=list)
+    order: Order = "asc"
+    order_by: OrderBy = "conversationStart"
+    limit: int | None = None
+    start_of_day_interval_matching: bool | None = None
+
+
+class ConversationQueryResponse(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True):
+    """``conversations`` is absent from the wire when empty, as Genesys omits empty arrays."""
+
+    total_hits: int
+    conversations: list[dict[str, Any]] = msgspec.field(default_factory=list)
+
+
+class AsyncQueryResponse(msgspec.Struct, rename="camel", kw_only=True):
+    job_id: str
+
+
+class AsyncQueryStatus(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True):
+    """A details job's state; read results only once ``state`` is ``FULFILLED``."""
+
+    state: JobState
+    error_message: str | None = None
+    submission_date: str | None = None
+    completion_date: str | None = None
+    expiration_date: str | None = None
+
+
+class ConversationAsyncQueryResponse(
+    msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True
+):
+    """One page of job results; pass ``cursor`` back for the next page (absent on the last)."""
+
+    conversations: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    cursor: str | None = None
+    data_availability_date: str | None = None
+
+
+class DataAvailability(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True):
+    data_availability_date: str | None = None

@@ -62,6 +62,8 @@ class EmulatorConfig:
     job_delay: float = 0.5  # seconds a details job stays QUEUED/PENDING before FULFILLED
     job_page_size: int = 1_000  # conversations per page of job results
     retained_calls: int = 500_000  # calls kept for analytics; the oldest are forgotten first
+    job_ttl: float = 86_400.0  # seconds after submission a details job turns EXPIRED
+    analytics_cache: int = 20_000  # ended conversations kept rendered between queries (~4 KB each)
     # Fast mode (benchmarks)
     fast_frames: int = 0  # > 0: each subscription first gets this many pre-encoded events
     fast_frame_bytes: int = 1_000  # approximate size of each fast-mode frame

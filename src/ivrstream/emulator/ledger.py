@@ -8,6 +8,12 @@ One dict per entry, served as JSON lines by ``GET /emulator/ledger``. Kinds:
 - ``sent_range``: fast mode sent sequence ids ``from``..``to`` on ``conn`` (one entry in all).
 - ``fault``: a fault fired (``fault`` names it; ``conn`` where it has one).
 - ``connection``: a socket opened or closed (``conn``, ``event``, ``code``, ``reason``).
+- ``subscribed`` / ``subscription_rejected``: an Event Streams subscription was accepted
+  (``subscription``, ``resumeAfter``, ``resent``) or refused (``reasons``); for Notifications,
+  ``subscribed`` records a channel's topic change.
+- ``channel``: a notification channel was created, expired, evicted or revoked (``channel`` is a
+  short hash: channel ids are bearer secrets and never appear here).
+- ``token_issued``, ``token_expired``, ``auth_failure``: OAuth and bearer-token outcomes.
 - ``truncated``: the ledger reached its entry limit; nothing after this point was kept.
 """
 

@@ -188,13 +188,13 @@ class TokenIssuer:
         issued, problem = self.from_request(request)
         if issued is None:
             raise web.HTTPUnauthorized(
-                body=msgspec.json.encode(
+                text=msgspec.json.encode(
                     ApiError(
                         status=401,
                         code="bad.credentials",
                         message=f"Invalid login credentials ({problem} token).",
                     )
-                ),
+                ).decode(),
                 content_type="application/json",
             )
         return issued

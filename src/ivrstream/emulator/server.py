@@ -29,6 +29,7 @@ from ivrstream.emulator.faults import ACTIONS, FaultRequest, FaultSpecError, Fau
 from ivrstream.emulator.ledger import Ledger
 from ivrstream.emulator.notifications import Notifications
 from ivrstream.emulator.oauth import TokenIssuer
+from ivrstream.emulator.tally import Tally
 from ivrstream.emulator.world import World
 
 
@@ -49,6 +50,8 @@ class Emulator:
             self.config, self.clock, self.issuer, self.faults, self.ledger
         )
         self.analytics = Analytics(self.config, self.clock, self.issuer, self.faults, self.world)
+        self.tally = Tally()
+        self.world.subscribe(self.tally.on_fact)
         self.world.subscribe(self.eventstreams.on_fact)
         self.world.subscribe(self.notifications.on_fact)
         self.app = self._build_app()
@@ -78,7 +81,10 @@ class Emulator:
         return f"http://{self.config.host}:{self.port}"
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app, handle_signals=False, shutdown_timeout=1.0)
+        # no access log: notification socket paths carry channel ids, which are bearer secrets
+        self._runner = web.AppRunner(
+            self.app, handle_signals=False, shutdown_timeout=1.0, access_log=None
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port)
         await site.start()
@@ -177,6 +183,7 @@ class Emulator:
             "callsInProgress": self.world.model.calls_in_progress,
             "factsPublished": self.world.facts_published,
             "tokensIssued": self.issuer.issued,
+            "traffic": self.tally.snapshot(),
             "eventstreams": self.eventstreams.statistics(),
             "notifications": self.notifications.statistics(),
             "ledger": self.ledger.summary(),
