@@ -7,12 +7,20 @@ option or field).
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
+import msgspec
 
 from ivrstream.emulator.config import ClientSpec, EmulatorConfig
 from ivrstream.emulator.faults import FaultSpecError, parse_spec
+from ivrstream.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ivrstream.config import Config
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -196,3 +204,194 @@ def demo(duration: float, rate: float, seed: int) -> None:
     from ivrstream.emulator.runner import serve
 
     asyncio.run(serve(EmulatorConfig(seed=seed, rate=rate), show=True, duration=duration))
+
+
+# -- configuration ---------------------------------------------------------------------------------
+
+CONFIG_OPTION = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="IVRSTREAM_CONFIG",
+    help="TOML configuration file (secrets come from the environment).",
+)
+
+
+def config_error(exc: ConfigError) -> NoReturn:
+    click.echo(f"ivrstream: configuration error: {exc.field}: {exc.message}", err=True)
+    sys.exit(2)
+
+
+def load_config(path: Path | None, **overrides: Any) -> Config:
+    """The configuration from ``path`` and the environment, with command-line ``overrides``
+    (``section.key`` → value); a mistake exits 2 naming the field."""
+    from ivrstream import config as configuration
+
+    try:
+        loaded = configuration.load(path)
+        raw = msgspec.to_builtins(loaded)
+        for dotted, value in overrides.items():
+            if value is None:
+                continue
+            section, _, key = dotted.partition(".")
+            if key:
+                raw.setdefault(section, {})[key] = value
+            else:
+                raw[section] = value
+        config = configuration.from_mapping(raw)
+        configuration.check(config)
+        return config
+    except ConfigError as exc:
+        config_error(exc)
+
+
+def echo_json(data: object) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+# -- run and validate ------------------------------------------------------------------------------
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option(
+    "--source",
+    type=click.Choice(["eventstreams", "notifications"]),
+    help="Which Genesys dialect to read (default from config: eventstreams).",
+)
+@click.option(
+    "--journal",
+    "journal_path",
+    type=click.Path(dir_okay=False),
+    help="Journal file (default from config: ivrstream.db).",
+)
+@click.option("--duration", type=click.FloatRange(min=0), help="Stop after this many seconds.")
+@click.option("--max-events", type=click.IntRange(min=1), help="Stop after this many events.")
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
+def run(
+    config_path: Path | None,
+    source: str | None,
+    journal_path: str | None,
+    duration: float | None,
+    max_events: int | None,
+    log_level: str,
+) -> None:
+    """Subscribe and journal every event until stopped (SIGINT/SIGTERM: clean shutdown)."""
+    from ivrstream import logs
+    from ivrstream.commands.run import run as run_service
+
+    logs.setup(log_level)
+    config = load_config(config_path, source=source, **{"journal.path": journal_path})
+    try:
+        code = asyncio.run(run_service(config, duration=duration, max_events=max_events))
+    except ConfigError as exc:
+        config_error(exc)
+    sys.exit(code)
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable verdict.")
+def validate(config_path: Path | None, as_json: bool) -> None:
+    """Check the configuration and the subscription it builds, without connecting (exit 0/2)."""
+    from ivrstream.commands.validate import verdict
+
+    result = verdict(load_config(config_path))
+    if as_json:
+        echo_json(result)
+    else:
+        sub = result["subscription"]
+        click.echo(f"subscription: {sub['bytes']:,} of {sub['limit']:,} bytes")
+        click.echo(f"  {sub['payload']}")
+        for name, url in result.get("endpoints", {}).items():
+            click.echo(f"{name}: {url}")
+        for problem in result["problems"]:
+            click.echo(f"PROBLEM {problem['field']}: {problem['message']}")
+        click.echo("valid" if result["ok"] else f"invalid: {len(result['problems'])} problem(s)")
+    sys.exit(0 if result["ok"] else 2)
+
+
+# -- journal ---------------------------------------------------------------------------------------
+
+
+@main.group()
+def journal() -> None:
+    """Inspect a journal: stats, export, quarantine."""
+
+
+JOURNAL_OPTION = click.option(
+    "--journal",
+    "journal_path",
+    type=click.Path(dir_okay=False),
+    help="Journal file (default: the config's journal.path, else ivrstream.db).",
+)
+
+
+def journal_path_for(config_path: Path | None, journal_path: str | None) -> str:
+    path = journal_path or load_config(config_path).journal.path
+    if not Path(path).exists():
+        click.echo(f"ivrstream: no journal at {path} (--journal)", err=True)
+        sys.exit(2)
+    return path
+
+
+@journal.command("stats")
+@CONFIG_OPTION
+@JOURNAL_OPTION
+@click.option("--json", "as_json", is_flag=True)
+def journal_stats(config_path: Path | None, journal_path: str | None, as_json: bool) -> None:
+    """Counts by source and type, quarantine, gaps, and where each stream stands."""
+    from rich.console import Console
+
+    from ivrstream.commands import journal as journal_commands
+
+    data = journal_commands.stats(journal_path_for(config_path, journal_path))
+    if as_json:
+        echo_json(data)
+    else:
+        journal_commands.render_stats(data, Console())
+
+
+@journal.command("export")
+@CONFIG_OPTION
+@JOURNAL_OPTION
+@click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True)
+@click.option("--after", type=click.IntRange(min=0), default=0, help="Start after this position.")
+def journal_export(
+    config_path: Path | None, journal_path: str | None, fmt: str, after: int
+) -> None:
+    """Every event, in journal order, one canonical JSON object per line on stdout."""
+    from ivrstream.commands import journal as journal_commands
+
+    count = journal_commands.export(
+        journal_path_for(config_path, journal_path), journal_commands.stdout_bytes(), after
+    )
+    click.echo(f"exported {count} events", err=True)
+
+
+@journal.command("quarantine")
+@CONFIG_OPTION
+@JOURNAL_OPTION
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--raw", "with_raw", is_flag=True, help="Include each frame's bytes (base64).")
+@click.option("--json", "as_json", is_flag=True)
+def journal_quarantine(
+    config_path: Path | None, journal_path: str | None, limit: int, with_raw: bool, as_json: bool
+) -> None:
+    """Frames that failed a check, newest first, with the reason."""
+    from rich.console import Console
+
+    from ivrstream.commands import journal as journal_commands
+
+    entries = journal_commands.quarantine(
+        journal_path_for(config_path, journal_path), limit, with_raw or as_json
+    )
+    if as_json:
+        echo_json(entries)
+    else:
+        journal_commands.render_quarantine(entries, Console())

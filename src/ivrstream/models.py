@@ -210,3 +210,29 @@ class ConversationAsyncQueryResponse(
 
 class DataAvailability(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True):
     data_availability_date: str | None = None
+
+
+# -- The canonical event -------------------------------------------------------------------------
+
+
+class InteractionEvent(msgspec.Struct, kw_only=True):
+    """One IVR interaction event as ivrstream stores and delivers it, whatever its source.
+
+    ``event_type`` says what happened (``flow.start``, ``flow.end``, ``acd.start``, …; or the
+    source's own type when it does not say). ``event_time`` is the server's time for the event,
+    ``received_at`` ours. ``recovered`` marks an event that arrived late to fill a gap or came
+    from backfill. ``extra`` keeps fields the source added that ivrstream does not know yet.
+    """
+
+    event_id: str
+    source: str  # "eventstreams" | "notifications" | "backfill"
+    event_type: str
+    conversation_id: str
+    sequence_id: int | None
+    event_time: str
+    received_at: str
+    subscription_id: str | None = None
+    source_event_type: str | None = None
+    recovered: bool = False
+    extra: dict[str, Any] = msgspec.field(default_factory=dict)
+    data: dict[str, Any] = msgspec.field(default_factory=dict)

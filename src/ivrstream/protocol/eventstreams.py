@@ -17,6 +17,7 @@ socket with 4003 for any of them (4029 for the connection quota).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -193,3 +194,39 @@ def _check_fields(raw: dict[str, Any]) -> list[Violation]:
     ):
         out.append(Violation("resumeAfter", f"must be a sequence id ≥ 0, got {resume_after!r}"))
     return out
+
+
+def build_subscription(
+    *,
+    event_type: str,
+    data_types: list[str],
+    filters: dict[str, str],
+    retry: int,
+    content_type: str,
+    interaction_id: str | None = None,
+) -> Subscription:
+    """The subscription a configuration asks for (``interaction_id`` adds an ``eq:`` filter)."""
+    merged = dict(filters)
+    if interaction_id:
+        merged["interaction.id"] = f"eq:{interaction_id}"
+    return Subscription(
+        event_type=event_type,
+        data_types=list(data_types),
+        filters=merged,
+        retry=retry,
+        content_type=content_type,
+    )
+
+
+def stream_key(subscription: Subscription, client_id: str, url: str) -> str:
+    """Our name for a subscription's sequence: the same payload, client and server → same key."""
+    identity = msgspec.json.encode(
+        [
+            url,
+            client_id,
+            subscription.event_type,
+            subscription.data_types,
+            sorted(subscription.filters.items()),
+        ]
+    )
+    return "es-" + hashlib.sha256(identity).hexdigest()[:16]

@@ -1,0 +1,62 @@
+"""Run a :mod:`ivrstream.protocol.conversation` over aiohttp, on a given clock."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import aiohttp
+
+from ivrstream.clock import Clock
+from ivrstream.protocol.conversation import (
+    Conversation,
+    NetworkError,
+    Request,
+    Response,
+    Sleep,
+)
+
+T = TypeVar("T")
+DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10)
+
+
+async def send(session: aiohttp.ClientSession, request: Request) -> Response:
+    """Make one request; network failures become :class:`NetworkError`."""
+    try:
+        async with session.request(
+            request.method,
+            request.url,
+            headers=request.headers,
+            data=request.form if request.form is not None else (request.body or None),
+            timeout=DEFAULT_TIMEOUT,
+        ) as resp:
+            body = await resp.read()
+            return Response(resp.status, dict(resp.headers), body)
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        raise NetworkError(f"{type(exc).__name__}: {exc}") from None
+
+
+async def drive(conversation: Conversation[T], session: aiohttp.ClientSession, clock: Clock) -> T:
+    """Answer each step of ``conversation`` until it returns."""
+    answer: Response | float | None = None
+    failure: NetworkError | None = None
+    while True:
+        try:
+            if failure is not None:
+                step = conversation.throw(failure)
+            elif answer is None:
+                step = next(conversation)
+            else:
+                step = conversation.send(answer)
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
+        failure = None
+        if isinstance(step, Sleep):
+            await clock.sleep(step.seconds)
+            answer = clock.time()
+        else:
+            assert isinstance(step, Request)
+            try:
+                answer = await send(session, step)
+            except NetworkError as exc:
+                failure, answer = exc, None

@@ -1,0 +1,496 @@
+"""From frames to committed journal rows: decode, order, build canonical events, group-commit.
+
+The hot path (:meth:`Intake.on_frame`) is synchronous and does no I/O: it decodes, runs the
+ordering state machine and appends rows to the pending batch. Batches go to the journal writer
+thread by size or every ``flush_interval``; the writer tells us (via the event loop) when they are
+durable. When too many events wait for the disk, :attr:`Intake.backlogged` turns on and sources
+stop reading their sockets until it clears — memory stays bounded, the server buffers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from ivrstream.clock import Clock
+from ivrstream.codec import Decoded, FrameDecoder, Rejected
+from ivrstream.config import JournalSettings, OrderingSettings
+from ivrstream.hooks import Hooks
+from ivrstream.identity import event_id, fallback_event_id
+from ivrstream.isotime import format_ms
+from ivrstream.journal import (
+    CommitResult,
+    GapRow,
+    JournalError,
+    JournalWriter,
+    QuarantineRow,
+    StreamMark,
+    WriteBatch,
+    open_journal,
+)
+from ivrstream.models import InteractionEvent
+from ivrstream.protocol.ordering import Gap, Ordering, Outcome
+from ivrstream.stats import LatencyHistogram
+
+log = logging.getLogger("ivrstream.intake")
+
+
+@dataclass(slots=True)
+class Pending:
+    """A decoded frame waiting for its turn (held by the ordering window)."""
+
+    decoded: Decoded
+    raw: bytes  # the frame as it came, for quarantine if it cannot be stored
+    received_mono: float
+    received_ms: int
+
+
+@dataclass
+class Stream:
+    """One subscription's ordering state, as intake sees it."""
+
+    key: str
+    source: str
+    ordering: Ordering[Pending]
+    subscription_id: str | None = None
+    resumed_after: int | None = None  # resumeAfter of the current connection
+    first_seq: int | None = None  # first event sequence id on the current connection
+
+
+class _IsoCache:
+    """ISO-8601 for epoch ms, reusing the formatted second (most events share one)."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self, epoch_ms: int) -> str:
+        second = epoch_ms // 1000
+        if second != self._second:
+            self._second = second
+            self._prefix = format_ms(second * 1000)[:-4]
+        return f"{self._prefix}{epoch_ms % 1000:03d}Z"
+
+
+@dataclass
+class IntakeStats:
+    frames: int = 0
+    quarantined: int = 0
+    committed: int = 0  # new rows durable in the journal
+    duplicate_rows: int = 0  # rows the journal already had (same event_id)
+    submitted: int = 0
+    commits: int = 0
+    batch_sizes: list[int] = field(default_factory=list)
+
+
+class Intake:
+    """Owns the journal writer and the ordering state of every stream."""
+
+    def __init__(
+        self,
+        journal: JournalSettings,
+        ordering: OrderingSettings,
+        clock: Clock,
+        hooks: Hooks,
+        *,
+        max_frame_bytes: int,
+        flush_threshold: int = 1_000,
+    ) -> None:
+        self.settings = journal
+        self.ordering_settings = ordering
+        self.clock = clock
+        self.hooks = hooks
+        self.decoder = FrameDecoder(max_frame_bytes)
+        self.flush_threshold = flush_threshold
+        self.path = Path(journal.path)
+        self.streams: dict[str, Stream] = {}
+        self.stats = IntakeStats()
+        self.latency = LatencyHistogram()  # frame received → journal commit
+        self.event_latency = LatencyHistogram()  # server timestamp → journal commit
+        self.on_resend: Callable[[str], None] = lambda key: None
+        self.last_pos = 0
+        self.error: BaseException | None = None
+        self._writer: JournalWriter | None = None
+        self._pending = WriteBatch()
+        self._inflight = 0
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._room = asyncio.Event()
+        self._room.set()
+        self._committed = asyncio.Condition()
+        self._expiry: asyncio.Task[None] | None = None
+        self._iso = _IsoCache()
+        self._encode = msgspec.json.Encoder().encode
+        self._saved_gaps: dict[str, list[GapRow]] = {}
+        self._background: set[asyncio.Future[None]] = set()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open (or create) the journal, load where every stream stopped, start the writer."""
+        self._loop = asyncio.get_running_loop()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = await asyncio.to_thread(
+            JournalWriter,
+            self.path,
+            synchronous=self.settings.synchronous,
+            batch_max=self.settings.batch_max,
+            flush_interval=0.0,
+            on_commit=self._from_writer_thread,
+        )
+        with open_journal(self.path, readonly=False) as journal:
+            marks = journal.streams()
+            gaps = journal.gaps(state="open")
+            self.last_pos = journal.last_pos()
+        for mark in marks.values():
+            stream_gaps = [g for g in gaps if g.stream == mark.stream]
+            self._saved_gaps[mark.stream] = stream_gaps
+            self._stream(mark.stream, "eventstreams", mark)
+        self._writer.start()
+        self._expiry = asyncio.ensure_future(self._expire_loop())
+
+    async def close(self) -> None:
+        """Flush what is pending, wait until it is durable, stop the writer."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._expiry
+        self.flush()
+        if self._writer is not None:
+            await asyncio.to_thread(self._writer.close)
+            self._writer = None
+
+    # -- streams --------------------------------------------------------------------------------
+
+    def _stream(self, key: str, source: str, mark: StreamMark | None = None) -> Stream:
+        stream = self.streams.get(key)
+        if stream is None:
+            gaps = [_gap_from_row(row) for row in self._saved_gaps.pop(key, [])]
+            ordering: Ordering[Pending] = Ordering(
+                high=mark.high if mark else 0,
+                high_time=mark.high_time if mark else None,
+                gaps=gaps,
+                window_size=self.ordering_settings.window_size,
+                window_seconds=self.ordering_settings.window_seconds,
+            )
+            stream = Stream(key, source, ordering, mark.subscription_id if mark else None)
+            self.streams[key] = stream
+        return stream
+
+    def resume_point(self, key: str) -> int | None:
+        """``resumeAfter`` for a new subscription on ``key`` (None: nothing journaled yet)."""
+        stream = self.streams.get(key)
+        if stream is None or stream.subscription_id is None:
+            return None
+        resume = stream.ordering.resume_after()
+        self._save_gaps(stream, [g for g in stream.ordering.gaps if g.resend_requested])
+        return resume
+
+    def subscribed(
+        self,
+        key: str,
+        source: str,
+        subscription_id: str,
+        server_last: int,
+        resumed_after: int | None,
+    ) -> None:
+        """The server acknowledged: detect a restarted server sequence, start fresh streams."""
+        stream = self._stream(key, source)
+        ordering = stream.ordering
+        now = self.clock.monotonic()
+        known = stream.subscription_id
+        if known is None:
+            ordering.high = server_last  # a new stream starts from now
+        elif known != subscription_id or server_last < ordering.high:
+            log.warning(
+                "stream %s: the server's sequence restarted (%s at %d, we had %s at %d);"
+                " recording the unknown stretch as a gap",
+                key,
+                subscription_id,
+                server_last,
+                known,
+                ordering.high,
+            )
+            self._handle(stream, ordering.restart_epoch(server_last, now))
+        stream.subscription_id = subscription_id
+        stream.resumed_after = resumed_after
+        stream.first_seq = None
+        self._pending.streams[key] = StreamMark(
+            key, subscription_id, ordering.high, ordering.high_time
+        )
+        self._schedule_flush()
+
+    # -- the hot path ---------------------------------------------------------------------------
+
+    def on_frame(self, key: str, connection: str, payload: bytes, text: bool) -> None:
+        """One frame from a socket: quarantine it, or order it and queue what becomes ready."""
+        self.stats.frames += 1
+        decoded = self.decoder.decode(payload, text=text)
+        if isinstance(decoded, Rejected):
+            self.quarantine("eventstreams", connection, payload, decoded.reason)
+            return
+        fresh = self.decoder.new_fields()
+        if fresh:
+            for name in fresh:
+                log.info("schema evolution: new top-level field %r in Event Streams frames", name)
+                self.hooks.emit("schema_field", name=name)
+        stream = self.streams[key]
+        if stream.first_seq is None:
+            stream.first_seq = decoded.sequence_id
+        received_ms = round(self.clock.time() * 1000)
+        item = Pending(decoded, payload, self.clock.monotonic(), received_ms)
+        outcome = stream.ordering.accept(
+            decoded.sequence_id, item, decoded.event_time_ms, item.received_mono
+        )
+        if outcome.released or outcome.opened or outcome.changed:
+            self._handle(stream, outcome)
+
+    def quarantine(self, source: str, connection: str | None, raw: bytes, reason: str) -> None:
+        self.stats.quarantined += 1
+        self._pending.quarantine.append(
+            QuarantineRow(round(self.clock.time() * 1000), source, connection, reason, raw)
+        )
+        log.warning("quarantined a %d-byte frame from %s: %s", len(raw), connection, reason)
+        self.hooks.emit("quarantined", reason=reason, size=len(raw), connection=connection)
+        self._schedule_flush()
+
+    def _handle(self, stream: Stream, outcome: Outcome[Pending]) -> None:
+        pending = self._pending
+        for released in outcome.released:
+            self._append(stream, released.item, released.recovered)
+        if outcome.opened:
+            for gap in outcome.opened:
+                self._explain_gap(stream, gap)
+            self._save_gaps(stream, outcome.opened)
+            if stream.ordering.wants_resend():
+                self.on_resend(stream.key)
+        if outcome.changed:
+            self._save_gaps(stream, outcome.changed)
+        ordering = stream.ordering
+        pending.streams[stream.key] = StreamMark(
+            stream.key, stream.subscription_id, ordering.high, ordering.high_time
+        )
+        if len(pending.events) >= self.flush_threshold:
+            self.flush()
+        else:
+            self._schedule_flush()
+
+    def _append(self, stream: Stream, item: Pending, recovered: bool) -> None:
+        d = item.decoded
+        if d.conversation_id and d.event_type != d.source_event_type:
+            eid = event_id(d.conversation_id, d.event_type, d.event_time_ms)
+        else:
+            eid = fallback_event_id(stream.key, d.sequence_id, d.event_time_ms)
+        event = InteractionEvent(
+            event_id=eid,
+            source=stream.source,
+            event_type=d.event_type,
+            conversation_id=d.conversation_id,
+            sequence_id=d.sequence_id,
+            event_time=self._iso(d.event_time_ms),
+            received_at=self._iso(item.received_ms),
+            subscription_id=stream.subscription_id,
+            source_event_type=d.source_event_type,
+            recovered=recovered,
+            extra=d.extra or {},
+            data=d.data,
+        )
+        try:
+            body = self._encode(event)
+        except (TypeError, ValueError, OverflowError) as exc:
+            self.quarantine(stream.source, None, item.raw, f"cannot be stored as JSON: {exc}")
+            return
+        self._pending.events.append(
+            (
+                eid,
+                stream.source,
+                d.event_type,
+                d.conversation_id,
+                stream.subscription_id,
+                d.sequence_id,
+                d.event_time_ms,
+                item.received_ms,
+                int(recovered),
+                body,
+            )
+        )
+        self._pending.received.append(item.received_mono)
+
+    def _explain_gap(self, stream: Stream, gap: Gap) -> None:
+        resumed = stream.resumed_after
+        if (
+            resumed is not None
+            and gap.last is not None
+            and resumed < gap.first
+            and stream.first_seq is not None
+            and stream.first_seq > gap.last
+        ):
+            gap.resend_requested = True  # we resumed before it and the server did not have it
+        size = "unknown" if gap.last is None else str(gap.last - gap.first + 1)
+        log.warning(
+            "gap in %s: sequence %d..%s (%s events) missing",
+            stream.key,
+            gap.first,
+            gap.last if gap.last is not None else "?",
+            size,
+        )
+        self.hooks.emit("gap", stream=stream.key, first=gap.first, last=gap.last, size=gap.size)
+
+    def _save_gaps(self, stream: Stream, gaps: list[Gap]) -> None:
+        for gap in gaps:
+            gap.key = gap.key or uuid.uuid4().hex
+            self._pending.gaps.append(_gap_row(stream, gap))
+
+    # -- batching and commits -------------------------------------------------------------------
+
+    def _schedule_flush(self) -> None:
+        if self._flush_handle is None and self._loop is not None:
+            self._flush_handle = self._loop.call_later(self.settings.flush_interval, self.flush)
+
+    def flush(self) -> None:
+        """Hand the pending batch to the writer now."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        batch = self._pending
+        if batch.empty() or self._writer is None:
+            return
+        self._pending = WriteBatch()
+        batch.submitted = self.clock.monotonic()
+        self._inflight += len(batch.events)
+        self.stats.submitted += len(batch.events)
+        if self._inflight > self.settings.max_pending:
+            self._room.clear()
+        self._writer.submit(batch)
+
+    @property
+    def backlogged(self) -> bool:
+        """True while more events wait for the disk than ``max_pending``: stop reading."""
+        return not self._room.is_set()
+
+    async def wait_for_room(self) -> None:
+        await self._room.wait()
+        if self.error is not None:
+            raise JournalError(str(self.error))
+
+    def _from_writer_thread(self, result: CommitResult) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._committed_batches, result)
+
+    def _committed_batches(self, result: CommitResult) -> None:
+        if result.error is not None:
+            self.error = result.error
+            log.error("journal write failed: %s", result.error)
+            self._room.set()
+            return
+        now_mono = result.committed
+        now_ms = self.clock.time() * 1000
+        size = 0
+        for batch in result.batches:
+            size += len(batch.events)
+            for received in batch.received:
+                self.latency.add(now_mono - received)
+            for row in batch.events:
+                self.event_latency.add(max(0.0, (now_ms - row[6]) / 1000))
+        self._inflight -= size
+        self.stats.committed += result.inserted
+        self.stats.duplicate_rows += result.duplicates
+        self.stats.commits += 1
+        if len(self.stats.batch_sizes) < 100_000:
+            self.stats.batch_sizes.append(size)
+        self.last_pos = max(self.last_pos, result.last_pos)
+        if self._inflight <= self.settings.max_pending // 2:
+            self._room.set()
+        task = asyncio.ensure_future(self._notify())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _notify(self) -> None:
+        async with self._committed:
+            self._committed.notify_all()
+
+    async def wait_committed(self, after_pos: int) -> int:
+        """Wait until the journal has rows after ``after_pos``; returns the new last position."""
+        async with self._committed:
+            await self._committed.wait_for(lambda: self.last_pos > after_pos or self.error)
+        if self.error is not None:
+            raise JournalError(str(self.error))
+        return self.last_pos
+
+    async def _expire_loop(self) -> None:
+        tick = max(0.01, min(0.25, self.ordering_settings.window_seconds / 4))
+        while True:
+            await self.clock.sleep(tick)
+            now = self.clock.monotonic()
+            for stream in list(self.streams.values()):
+                deadline = stream.ordering.deadline()
+                if deadline is not None and deadline <= now:
+                    self._handle(stream, stream.ordering.expire(now))
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            "frames": self.stats.frames,
+            "committed": self.stats.committed,
+            "duplicate_rows": self.stats.duplicate_rows,
+            "quarantined": self.stats.quarantined,
+            "inflight": self._inflight,
+            "commits": self.stats.commits,
+            "latency": self.latency.summary(),
+            "event_latency": self.event_latency.summary(),
+            "schema_fields": dict(self.decoder.field_counts),
+            "streams": {
+                key: {
+                    "subscription_id": s.subscription_id,
+                    "high": s.ordering.high,
+                    "held": s.ordering.held,
+                    "open_gaps": len(s.ordering.gaps),
+                    **vars(s.ordering.stats),
+                }
+                for key, s in self.streams.items()
+            },
+        }
+
+
+def _gap_row(stream: Stream, gap: Gap) -> GapRow:
+    assert gap.key is not None
+    return GapRow(
+        id=str(gap.key),
+        source=stream.source,
+        stream=stream.key,
+        first_seq=gap.first,
+        last_seq=gap.last,
+        time_from=gap.time_from,
+        time_to=gap.time_to,
+        opened_at=round(gap.opened_at * 1000),
+        state="filled" if gap.is_filled else "open",
+        filled=gap.filled,
+        missing=[list(r) for r in gap.missing],
+        resend_requested=gap.resend_requested,
+        closed_at=None,
+        note=f"{gap.filled} filled by late frames" if gap.filled else None,
+    )
+
+
+def _gap_from_row(row: GapRow) -> Gap:
+    gap = Gap(
+        row.first_seq or 0,
+        row.last_seq,
+        row.opened_at / 1000,
+        row.time_from,
+        row.time_to,
+        missing=[list(r) for r in row.missing],
+        filled=row.filled,
+        resend_requested=row.resend_requested,
+    )
+    gap.key = row.id
+    return gap

@@ -1,0 +1,155 @@
+"""Event Streams frames: bytes → checked event, or a reason to quarantine them.
+
+Rules this module keeps:
+
+- Text frames are JSON, binary frames MessagePack — whatever the subscription asked for.
+- The size limit is checked before anything is decoded.
+- ``eventType`` (string), ``sequenceId`` (integer ≥ 1), ``timestamp`` (ISO-8601) and ``data``
+  (an object naming its ``conversationId`` or ``id``) are required; anything else is kept as
+  schema evolution — counted, and reported once per new field name.
+- Any frame that fails a check becomes :class:`Rejected` with a reason. Nothing here raises for
+  bad input, whatever the bytes.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+REQUIRED = ("eventType", "sequenceId", "timestamp", "data")
+DEFAULT_MAX_FRAME_BYTES = 1_048_576
+
+
+class _StrictFrame(msgspec.Struct, forbid_unknown_fields=True):
+    eventType: str  # noqa: N815 - wire names
+    sequenceId: int  # noqa: N815
+    timestamp: str
+    data: dict[str, Any]
+
+
+class _Frame(msgspec.Struct):
+    eventType: str  # noqa: N815
+    sequenceId: int  # noqa: N815
+    timestamp: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A frame that passed every check."""
+
+    event_type: str  # what happened: data.change when the server says, else eventType
+    source_event_type: str  # the frame's eventType
+    sequence_id: int
+    event_time_ms: int
+    conversation_id: str
+    data: dict[str, Any]
+    extra: dict[str, Any] | None  # unknown top-level fields (schema evolution)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A frame to quarantine, and why."""
+
+    reason: str
+
+
+def parse_timestamp_ms(text: str) -> int | None:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None
+    return round(moment.timestamp() * 1000)
+
+
+class FrameDecoder:
+    """Decodes one connection's frames; keeps schema-evolution counts across connections."""
+
+    def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
+        self.max_frame_bytes = max_frame_bytes
+        self._strict_msgpack = msgspec.msgpack.Decoder(_StrictFrame)
+        self._strict_json = msgspec.json.Decoder(_StrictFrame)
+        self._any_msgpack = msgspec.msgpack.Decoder()
+        self._any_json = msgspec.json.Decoder()
+        self.field_counts: Counter[str] = Counter()  # extra top-level field → frames seen
+        self._announced: set[str] = set()
+        self._fresh: list[str] = []
+
+    def decode(self, payload: bytes, *, text: bool) -> Decoded | Rejected:
+        """Check one frame; never raises for bad bytes."""
+        size = len(payload)
+        if size > self.max_frame_bytes:
+            return Rejected(f"frame is {size} bytes, over the {self.max_frame_bytes}-byte limit")
+        encoding = "JSON" if text else "MessagePack"
+        extra: dict[str, Any] | None = None
+        try:
+            frame: _StrictFrame | _Frame = (
+                self._strict_json if text else self._strict_msgpack
+            ).decode(payload)
+        except msgspec.ValidationError as exc:
+            if "unknown field" not in str(exc):
+                return Rejected(f"invalid event: {exc}")
+            split = self._split_extra(payload, text)
+            if isinstance(split, Rejected):
+                return split
+            frame, extra = split
+        except msgspec.DecodeError as exc:
+            return Rejected(f"invalid {encoding}: {exc}")
+        except Exception as exc:
+            return Rejected(f"undecodable {encoding}: {type(exc).__name__}: {exc}")
+        return self._check(frame, extra)
+
+    def _split_extra(self, payload: bytes, text: bool) -> tuple[_Frame, dict[str, Any]] | Rejected:
+        try:
+            raw = (self._any_json if text else self._any_msgpack).decode(payload)
+        except Exception as exc:
+            return Rejected(f"undecodable frame: {type(exc).__name__}: {exc}")
+        if not isinstance(raw, dict):
+            return Rejected("invalid event: not an object")
+        extra = {k: v for k, v in raw.items() if k not in REQUIRED}
+        try:
+            frame = msgspec.convert({k: raw.get(k) for k in REQUIRED if k in raw}, _Frame)
+        except msgspec.ValidationError as exc:
+            return Rejected(f"invalid event: {exc}")
+        for name in extra:
+            if not isinstance(name, str):
+                return Rejected("invalid event: a top-level key is not a string")
+            self.field_counts[name] += 1
+            if name not in self._announced:
+                self._announced.add(name)
+                self._fresh.append(name)
+        return frame, extra
+
+    def _check(
+        self, frame: _StrictFrame | _Frame, extra: dict[str, Any] | None
+    ) -> Decoded | Rejected:
+        if frame.sequenceId < 1:
+            return Rejected(f"invalid event: sequenceId {frame.sequenceId} is not ≥ 1")
+        event_time = parse_timestamp_ms(frame.timestamp)
+        if event_time is None:
+            return Rejected(f"invalid event: timestamp {frame.timestamp[:64]!r} is not ISO-8601")
+        data = frame.data
+        conversation = data.get("conversationId", data.get("id"))
+        if not isinstance(conversation, str) or not conversation:
+            return Rejected("invalid event: data names no conversationId (or id)")
+        change = data.get("change")
+        return Decoded(
+            event_type=change if isinstance(change, str) and change else frame.eventType,
+            source_event_type=frame.eventType,
+            sequence_id=frame.sequenceId,
+            event_time_ms=event_time,
+            conversation_id=conversation,
+            data=data,
+            extra=extra,
+        )
+
+    def new_fields(self) -> list[str]:
+        """Extra field names seen for the first time since the last call (log each once)."""
+        fresh, self._fresh = self._fresh, []
+        return fresh

@@ -1,0 +1,92 @@
+"""``ivrstream journal stats | export | quarantine``: read a journal without disturbing it."""
+
+from __future__ import annotations
+
+import base64
+import sys
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from rich.console import Console
+from rich.table import Table
+
+from ivrstream.journal import open_journal
+
+
+def _when(ms: int | None) -> str:
+    if ms is None:
+        return "–"
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+
+
+def stats(path: str) -> dict[str, Any]:
+    with open_journal(path) as journal:
+        return journal.stats()
+
+
+def render_stats(data: dict[str, Any], console: Console) -> None:
+    table = Table(title=f"journal {data['path']}", title_justify="left", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("events", f"{data['events']:,}")
+    table.add_row("size", f"{data['bytes'] / 1e6:,.1f} MB")
+    table.add_row("first event", _when(data["first_event_time"]))
+    table.add_row("last event", _when(data["last_event_time"]))
+    for source, count in sorted(data["by_source"].items()):
+        table.add_row(f"from {source}", f"{count:,}")
+    table.add_row("recovered (late or backfilled)", f"{data['recovered']:,}")
+    table.add_row("quarantined frames", f"{data['quarantined']:,}")
+    for state, count in sorted(data["gaps"].items()):
+        table.add_row(f"gaps {state}", f"{count:,}")
+    console.print(table)
+    if data["by_type"]:
+        types = Table(title="events by type", title_justify="left")
+        types.add_column("type")
+        types.add_column("events", justify="right")
+        for name, count in sorted(data["by_type"].items(), key=lambda kv: -kv[1]):
+            types.add_row(name, f"{count:,}")
+        console.print(types)
+
+
+def export(path: str, out: IO[bytes], after: int = 0) -> int:
+    """Write canonical events as JSON lines, in journal order; returns how many."""
+    count = 0
+    with open_journal(path) as journal:
+        for body in journal.iter_bodies(after):
+            out.write(body)
+            out.write(b"\n")
+            count += 1
+    out.flush()
+    return count
+
+
+def quarantine(path: str, limit: int, with_raw: bool) -> list[dict[str, Any]]:
+    with open_journal(path) as journal:
+        entries = journal.quarantined(limit, with_raw=with_raw)
+    for entry in entries:
+        entry["received_at"] = _when(entry["received_at"])
+        if with_raw:
+            entry["raw_base64"] = base64.b64encode(entry.pop("raw")).decode()
+    return entries
+
+
+def render_quarantine(entries: list[dict[str, Any]], console: Console) -> None:
+    if not entries:
+        console.print("no quarantined frames")
+        return
+    table = Table(title="quarantined frames (newest first)", title_justify="left")
+    for column in ("id", "received", "from", "bytes", "reason"):
+        table.add_column(column, overflow="fold")
+    for e in entries:
+        table.add_row(
+            str(e["id"]),
+            e["received_at"],
+            str(e["connection"] or e["source"]),
+            f"{e['size']:,}",
+            e["reason"],
+        )
+    console.print(table)
+
+
+def stdout_bytes() -> IO[bytes]:
+    return sys.stdout.buffer

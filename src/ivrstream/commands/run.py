@@ -1,0 +1,79 @@
+"""``ivrstream run``: the long-running service (a thin layer over :class:`Subscriber`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from typing import Any
+
+from ivrstream.aio.subscriber import Subscriber
+from ivrstream.config import Config
+from ivrstream.errors import AuthError, GiveUp, IvrstreamError, SubscriptionRejected
+from ivrstream.journal import JournalError
+
+log = logging.getLogger("ivrstream.run")
+
+
+async def run(config: Config, *, duration: float | None, max_events: int | None) -> int:
+    """Run until a signal, ``duration`` seconds, ``max_events`` committed, or a fatal error.
+    Returns the exit code."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    subscriber = Subscriber(config)
+    code = 0
+    await subscriber.start()
+    log.info("journal %s (resuming after position %d)", config.journal.path, subscriber.start_pos)
+    waits: list[asyncio.Future[Any]] = [
+        asyncio.ensure_future(stop.wait()),
+        asyncio.ensure_future(subscriber.wait()),
+    ]
+    if duration is not None:
+        waits.append(asyncio.ensure_future(asyncio.sleep(duration)))
+    if max_events is not None:
+        waits.append(asyncio.ensure_future(_until_committed(subscriber, max_events)))
+    try:
+        done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+    except (AuthError, SubscriptionRejected, GiveUp, JournalError) as exc:
+        log.error("%s", exc)
+        code = 1
+    except IvrstreamError as exc:
+        log.error("stopped: %s", exc)
+        code = 1
+    finally:
+        for task in waits:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        await subscriber.stop()
+        summary(subscriber)
+    return code
+
+
+async def _until_committed(subscriber: Subscriber, count: int) -> None:
+    target = subscriber.intake.stats.committed + count
+    position = subscriber.start_pos
+    while subscriber.intake.stats.committed < target:
+        position = await subscriber.intake.wait_committed(position)
+
+
+def summary(subscriber: Subscriber) -> None:
+    stats = subscriber.intake.statistics()
+    streams = stats["streams"].values()
+    gaps = sum(s["gaps_opened"] for s in streams)
+    open_gaps = sum(s["open_gaps"] for s in streams)
+    duplicates = sum(s["duplicate"] for s in streams)
+    latency = stats["latency"]
+    print(
+        f"ivrstream: {stats['committed']} events committed, {duplicates} duplicate frames"
+        f" dropped, {stats['quarantined']} quarantined, {gaps} gaps ({open_gaps} open);"
+        f" receive→commit p99 {latency['p99_ms']} ms",
+        file=sys.stderr,
+    )

@@ -1,0 +1,231 @@
+"""Configuration: one TOML file plus environment variables for secrets.
+
+Precedence: built-in defaults < the TOML file < environment variables. The seed's variables
+keep working: ``GENESYS_ENV`` (region or domain), ``GENESYS_CLIENT_ID``,
+``GENESYS_CLIENT_SECRET``, ``GENESYS_TENANT_URL`` (a base URL that overrides the region — how the
+emulator is addressed). Every problem is a :class:`~ivrstream.errors.ConfigError` naming the
+field; secrets never appear in messages or in :func:`redacted`.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from ivrstream.errors import ConfigError
+from ivrstream.regions import domain_for
+
+SECRET_FIELDS = frozenset({"client_secret"})
+
+
+class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class GenesysSettings(_Section):
+    region: str | None = None  # GENESYS_ENV
+    tenant_url: str | None = None  # GENESYS_TENANT_URL
+    client_id: str | None = None  # GENESYS_CLIENT_ID
+    client_secret: str | None = None  # GENESYS_CLIENT_SECRET (keep it out of the file)
+    client_secret_file: str | None = None
+    grant: Literal["client_credentials", "jwt"] = "client_credentials"
+    jwt_private_key_file: str | None = None
+    jwt_algorithm: Literal["RS256", "ES256", "EdDSA"] = "RS256"
+    token_url: str | None = None  # override the derived OAuth URL
+    api_url: str | None = None  # override the derived REST base URL
+    max_retry_after: float = 180.0  # give up on a 429 that asks for longer
+
+
+class EventStreamsSettings(_Section):
+    url: str | None = None  # override the derived wss://…/api/v2/events
+    event_type: str = "interaction:updated"
+    data_types: list[str] = msgspec.field(default_factory=lambda: ["interaction"])
+    filters: dict[str, str] = msgspec.field(
+        default_factory=lambda: {"interaction.routing.type": "IVR"}
+    )
+    interaction_id: str | None = None  # shorthand for filters["interaction.id"] = "eq:<id>"
+    retry: int = 60
+    content_type: str = "application/msgpack"
+    idle_timeout: float = 60.0  # reconnect when nothing arrives for this long
+    subscribe_timeout: float = 10.0
+    max_frame_bytes: int = 1_048_576
+    token_in_query: bool = False  # the seed's ?access_token= (ends up in proxy logs: avoid)
+
+
+class ReconnectSettings(_Section):
+    base: float = 1.0
+    cap: float = 30.0
+    max_attempts: int = 0  # 0: keep trying at the cap (reporting unhealthy)
+    stable_after: float = 10.0  # a socket open this long counts as a success
+
+
+class OrderingSettings(_Section):
+    window_size: int = 1_000
+    window_seconds: float = 2.0
+
+
+class JournalSettings(_Section):
+    path: str = "ivrstream.db"
+    synchronous: Literal["normal", "full", "NORMAL", "FULL"] = "normal"
+    batch_max: int = 5_000
+    flush_interval: float = 0.002
+    max_pending: int = 50_000  # uncommitted events before intake stops reading
+
+
+class Config(_Section):
+    source: Literal["eventstreams", "notifications"] = "eventstreams"
+    genesys: GenesysSettings = msgspec.field(default_factory=GenesysSettings)
+    eventstreams: EventStreamsSettings = msgspec.field(default_factory=EventStreamsSettings)
+    reconnect: ReconnectSettings = msgspec.field(default_factory=ReconnectSettings)
+    ordering: OrderingSettings = msgspec.field(default_factory=OrderingSettings)
+    journal: JournalSettings = msgspec.field(default_factory=JournalSettings)
+
+
+ENVIRONMENT = {
+    "GENESYS_ENV": ("genesys", "region"),
+    "GENESYS_TENANT_URL": ("genesys", "tenant_url"),
+    "GENESYS_CLIENT_ID": ("genesys", "client_id"),
+    "GENESYS_CLIENT_SECRET": ("genesys", "client_secret"),
+}
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    token_url: str
+    api_url: str
+    events_url: str
+
+
+def _field_of(error: msgspec.ValidationError) -> str:
+    text = str(error)
+    marker = "- at `$."
+    if marker in text:
+        return text.split(marker, 1)[1].rstrip("`")
+    if "unknown field `" in text:
+        return text.split("unknown field `", 1)[1].split("`", 1)[0]
+    return "config"
+
+
+def from_mapping(raw: Mapping[str, Any]) -> Config:
+    try:
+        return msgspec.convert(dict(raw), Config, strict=True)
+    except msgspec.ValidationError as exc:
+        message = str(exc).split(" - at `")[0]
+        raise ConfigError(_field_of(exc), message) from None
+
+
+def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Read the TOML file (if any), apply environment variables, check everything."""
+    env = os.environ if env is None else env
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            raw = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError("--config", f"no such file: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("--config", f"{path} is not valid TOML: {exc}") from None
+    for variable, (section, key) in ENVIRONMENT.items():
+        value = env.get(variable)
+        if value:
+            raw.setdefault(section, {})[key] = value
+    config = from_mapping(raw)
+    check(config)
+    return config
+
+
+def check(config: Config) -> None:
+    """Range and consistency checks msgspec's types cannot express."""
+    es, rc, ordering, journal = (
+        config.eventstreams,
+        config.reconnect,
+        config.ordering,
+        config.journal,
+    )
+    positive = {
+        "eventstreams.idle_timeout": es.idle_timeout,
+        "eventstreams.subscribe_timeout": es.subscribe_timeout,
+        "eventstreams.max_frame_bytes": es.max_frame_bytes,
+        "reconnect.base": rc.base,
+        "reconnect.cap": rc.cap,
+        "ordering.window_size": ordering.window_size,
+        "journal.batch_max": journal.batch_max,
+        "journal.max_pending": journal.max_pending,
+    }
+    for name, value in positive.items():
+        if value <= 0:
+            raise ConfigError(name, f"must be greater than 0, got {value}")
+    if rc.max_attempts < 0:
+        raise ConfigError("reconnect.max_attempts", "must be ≥ 0 (0 means keep trying)")
+    if ordering.window_seconds < 0:
+        raise ConfigError("ordering.window_seconds", "must be ≥ 0")
+    if journal.flush_interval < 0:
+        raise ConfigError("journal.flush_interval", "must be ≥ 0")
+    if config.genesys.grant == "jwt" and not config.genesys.jwt_private_key_file:
+        raise ConfigError("genesys.jwt_private_key_file", "the jwt grant needs a private key file")
+
+
+def endpoints(config: Config) -> Endpoints:
+    """Where to get tokens, call the API and open Event Streams."""
+    g = config.genesys
+    if g.tenant_url:
+        base = g.tenant_url.rstrip("/")
+        if not base.startswith(("http://", "https://")):
+            raise ConfigError("genesys.tenant_url", f"must start with http:// or https://: {base}")
+        token_url = g.token_url or f"{base}/oauth/token"
+        api_url = g.api_url or base
+    elif g.region:
+        domain = domain_for(g.region)
+        if domain is None:
+            raise ConfigError(
+                "genesys.region",
+                f"unknown region {g.region!r} (GENESYS_ENV); use a region such as us-east-1 or"
+                " a domain such as mypurecloud.ie",
+            )
+        token_url = g.token_url or f"https://login.{domain}/oauth/token"
+        api_url = g.api_url or f"https://api.{domain}"
+    else:
+        raise ConfigError(
+            "genesys.region",
+            "set GENESYS_ENV (a region, e.g. us-east-1) or GENESYS_TENANT_URL (a base URL)",
+        )
+    events_url = config.eventstreams.url or (
+        api_url.replace("https://", "wss://", 1).replace("http://", "ws://", 1) + "/api/v2/events"
+    )
+    return Endpoints(token_url, api_url, events_url)
+
+
+def client_secret(config: Config) -> str:
+    g = config.genesys
+    if g.client_secret:
+        return g.client_secret
+    if g.client_secret_file:
+        try:
+            return Path(g.client_secret_file).read_text().strip()
+        except OSError as exc:
+            raise ConfigError("genesys.client_secret_file", f"cannot read it: {exc}") from None
+    raise ConfigError("genesys.client_secret", "set GENESYS_CLIENT_SECRET (or client_secret_file)")
+
+
+def client_id(config: Config) -> str:
+    if not config.genesys.client_id:
+        raise ConfigError("genesys.client_id", "set GENESYS_CLIENT_ID (or genesys.client_id)")
+    return config.genesys.client_id
+
+
+def redacted(config: Config) -> dict[str, Any]:
+    """The configuration as a dict with every secret replaced (safe to print or hash)."""
+    data: dict[str, Any] = msgspec.to_builtins(config)
+    for section in data.values():
+        if isinstance(section, dict):
+            for key in SECRET_FIELDS & section.keys():
+                if section[key]:
+                    section[key] = "[redacted]"
+    return data

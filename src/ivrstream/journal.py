@@ -1,0 +1,497 @@
+"""The journal: an SQLite (WAL) file that is the durability point of every event.
+
+Rules this module keeps:
+
+- An event counts as received only once its row is committed. ``events`` holds one row per
+  canonical event, unique on ``event_id``; ``pos`` (the rowid) is journal order, which is the
+  order every sink and ``journal export`` read in.
+- Writes go through one :class:`JournalWriter` thread that group-commits: it takes every batch
+  waiting (up to ``batch_max`` events, waiting at most ``flush_interval`` for more) and applies
+  them — events, quarantined frames, gap records and per-stream high-water marks — in one
+  transaction, so a crash leaves all of a batch or none of it. Rows go in as multi-row INSERTs,
+  which let SQLite work without the GIL for a whole chunk.
+- ``synchronous`` is NORMAL by default (a power cut may lose the last commits, never corrupt the
+  file) or FULL (every commit is on disk before it is acknowledged).
+- ``streams`` records, per subscription, the highest sequence id journaled and the server's
+  subscription id: a restart resumes from there. ``gaps`` records every sequence gap with its
+  state (open, filled, partly_filled, lost). ``quarantine`` keeps rejected frames' raw bytes
+  and the reason. ``cursors`` holds each sink's position (used by delivery).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events(
+    pos INTEGER PRIMARY KEY,
+    event_id TEXT NOT NULL UNIQUE,
+    source TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    subscription_id TEXT,
+    sequence_id INTEGER,
+    event_time INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
+    recovered INTEGER NOT NULL DEFAULT 0,
+    body BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS quarantine(
+    id INTEGER PRIMARY KEY,
+    received_at INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    connection TEXT,
+    reason TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    raw BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS gaps(
+    id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    first_seq INTEGER,
+    last_seq INTEGER,
+    time_from INTEGER,
+    time_to INTEGER,
+    opened_at INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    filled INTEGER NOT NULL DEFAULT 0,
+    missing TEXT NOT NULL DEFAULT '[]',
+    resend_requested INTEGER NOT NULL DEFAULT 0,
+    closed_at INTEGER,
+    note TEXT
+);
+CREATE TABLE IF NOT EXISTS streams(
+    stream TEXT PRIMARY KEY,
+    subscription_id TEXT,
+    high INTEGER NOT NULL,
+    high_time INTEGER,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cursors(
+    sink TEXT PRIMARY KEY,
+    position INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+"""
+EVENT_COLUMNS = (
+    "event_id, source, event_type, conversation_id, subscription_id, sequence_id, "
+    "event_time, received_at, recovered, body"
+)
+CHUNK = 256  # rows per multi-row INSERT (10 columns: 2,560 variables, well under SQLite's cap)
+SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+EventRow = tuple[str, str, str, str, str | None, int | None, int, int, int, bytes]
+
+
+@dataclass(frozen=True)
+class QuarantineRow:
+    received_at: int
+    source: str
+    connection: str | None
+    reason: str
+    raw: bytes
+
+
+@dataclass
+class GapRow:
+    id: str
+    source: str
+    stream: str
+    first_seq: int | None
+    last_seq: int | None
+    time_from: int | None
+    time_to: int | None
+    opened_at: int
+    state: str  # open | filled | partly_filled | lost
+    filled: int = 0
+    missing: list[list[int]] = field(default_factory=list)
+    resend_requested: bool = False
+    closed_at: int | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class StreamMark:
+    stream: str
+    subscription_id: str | None
+    high: int
+    high_time: int | None
+
+
+@dataclass
+class WriteBatch:
+    """Everything one commit should make durable together."""
+
+    events: list[EventRow] = field(default_factory=list)
+    quarantine: list[QuarantineRow] = field(default_factory=list)
+    gaps: list[GapRow] = field(default_factory=list)
+    streams: dict[str, StreamMark] = field(default_factory=dict)
+    submitted: float = 0.0  # monotonic time the shell handed it over
+    received: list[float] = field(default_factory=list)  # monotonic receive time per event
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def empty(self) -> bool:
+        return not (self.events or self.quarantine or self.gaps or self.streams)
+
+
+@dataclass
+class CommitResult:
+    batches: list[WriteBatch]
+    inserted: int  # new event rows
+    duplicates: int  # event rows whose event_id was already journaled
+    last_pos: int
+    seconds: float  # time spent in the transaction
+    committed: float  # monotonic time of the commit
+    error: BaseException | None = None
+
+
+class JournalError(Exception):
+    """The journal could not be written: nothing in the failed batch was acknowledged."""
+
+
+def connect(
+    path: str | Path, *, synchronous: str = "NORMAL", readonly: bool = False
+) -> sqlite3.Connection:
+    """Open (and create, unless ``readonly``) a journal file in WAL mode."""
+    if synchronous.upper() not in SYNCHRONOUS:
+        raise ValueError(f"synchronous must be one of {SYNCHRONOUS}")
+    if readonly:
+        db = sqlite3.connect(
+            f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        )
+    else:
+        db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.executescript(SCHEMA)
+        db.execute(
+            "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
+            (str(SCHEMA_VERSION),),
+        )
+    db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+    db.execute("PRAGMA busy_timeout=5000")
+    return db
+
+
+def _now_ms() -> int:
+    return round(time.time() * 1000)
+
+
+class JournalWriter:
+    """The one thread that writes the journal. ``submit`` batches; ``on_commit`` hears back
+    (in the writer thread) once each group of batches is durable."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        synchronous: str = "NORMAL",
+        batch_max: int = 5_000,
+        flush_interval: float = 0.002,
+        on_commit: Callable[[CommitResult], None],
+    ) -> None:
+        self.path = Path(path)
+        self.synchronous = synchronous
+        self.batch_max = batch_max
+        self.flush_interval = flush_interval
+        self.on_commit = on_commit
+        self._queue: queue.SimpleQueue[WriteBatch | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._db = connect(self.path, synchronous=synchronous)  # fail early on a bad path
+        self._chunk_sql = self._insert_sql(CHUNK)
+        self.commits = 0
+
+    @staticmethod
+    def _insert_sql(rows: int) -> str:
+        values = ",".join(["(?,?,?,?,?,?,?,?,?,?)"] * rows)
+        return f"INSERT OR IGNORE INTO events({EVENT_COLUMNS}) VALUES {values}"  # noqa: S608
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="ivrstream-journal", daemon=True)
+        self._thread.start()
+
+    def submit(self, batch: WriteBatch) -> None:
+        """Hand a batch to the writer (thread-safe, never blocks)."""
+        self._queue.put(batch)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Commit everything submitted so far, then stop the thread and close the file."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout)
+            self._thread = None
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                break
+            batches = [first]
+            count = len(first)
+            deadline = time.monotonic() + self.flush_interval
+            while count < self.batch_max:
+                try:
+                    remaining = deadline - time.monotonic()
+                    item = (
+                        self._queue.get(timeout=remaining)
+                        if remaining > 0
+                        else (self._queue.get_nowait())
+                    )
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batches.append(item)
+                count += len(item)
+            self.on_commit(self._apply(batches))
+
+    def _apply(self, batches: list[WriteBatch]) -> CommitResult:
+        db = self._db
+        started = time.monotonic()
+        rows = [row for b in batches for row in b.events]
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            inserted = self._insert_events(rows)
+            for b in batches:
+                for q in b.quarantine:
+                    db.execute(
+                        "INSERT INTO quarantine(received_at, source, connection, reason, size, raw)"
+                        " VALUES (?,?,?,?,?,?)",
+                        (q.received_at, q.source, q.connection, q.reason, len(q.raw), q.raw),
+                    )
+                for g in b.gaps:
+                    _upsert_gap(db, g)
+            marks: dict[str, StreamMark] = {}
+            for b in batches:
+                marks.update(b.streams)
+            now = _now_ms()
+            for mark in marks.values():
+                db.execute(
+                    "INSERT INTO streams(stream, subscription_id, high, high_time, updated_at)"
+                    " VALUES (?,?,?,?,?) ON CONFLICT(stream) DO UPDATE SET"
+                    " subscription_id=excluded.subscription_id, high=excluded.high,"
+                    " high_time=excluded.high_time, updated_at=excluded.updated_at",
+                    (mark.stream, mark.subscription_id, mark.high, mark.high_time, now),
+                )
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            return CommitResult(
+                batches, 0, 0, 0, time.monotonic() - started, time.monotonic(), error=exc
+            )
+        last = db.execute("SELECT max(pos) FROM events").fetchone()[0] or 0
+        self.commits += 1
+        done = time.monotonic()
+        return CommitResult(batches, inserted, len(rows) - inserted, last, done - started, done)
+
+    def _insert_events(self, rows: list[EventRow]) -> int:
+        db = self._db
+        before = db.total_changes
+        full = len(rows) - len(rows) % CHUNK
+        for start in range(0, full, CHUNK):
+            db.execute(self._chunk_sql, [v for row in rows[start : start + CHUNK] for v in row])
+        if full < len(rows):
+            db.executemany(self._insert_sql(1), rows[full:])
+        return db.total_changes - before
+
+
+def _upsert_gap(db: sqlite3.Connection, g: GapRow) -> None:
+    db.execute(
+        "INSERT INTO gaps(id, source, stream, first_seq, last_seq, time_from, time_to, opened_at,"
+        " state, filled, missing, resend_requested, closed_at, note)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET"
+        " state=excluded.state, filled=excluded.filled, missing=excluded.missing,"
+        " resend_requested=excluded.resend_requested, closed_at=excluded.closed_at,"
+        " note=excluded.note, time_to=coalesce(gaps.time_to, excluded.time_to)",
+        (
+            g.id,
+            g.source,
+            g.stream,
+            g.first_seq,
+            g.last_seq,
+            g.time_from,
+            g.time_to,
+            g.opened_at,
+            g.state,
+            g.filled,
+            msgspec.json.encode(g.missing).decode(),
+            int(g.resend_requested),
+            g.closed_at,
+            g.note,
+        ),
+    )
+
+
+class Journal:
+    """Reading (and small administrative writes) for one thread. Open with :func:`open_journal`."""
+
+    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+        self.db = db
+        self.path = path
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- state a restart resumes from ------------------------------------------------------------
+
+    def streams(self) -> dict[str, StreamMark]:
+        rows = self.db.execute("SELECT stream, subscription_id, high, high_time FROM streams")
+        return {r[0]: StreamMark(r[0], r[1], r[2], r[3]) for r in rows}
+
+    def gaps(self, *, stream: str | None = None, state: str | None = None) -> list[GapRow]:
+        sql = (
+            "SELECT id, source, stream, first_seq, last_seq, time_from, time_to, opened_at, state,"
+            " filled, missing, resend_requested, closed_at, note FROM gaps WHERE 1=1"
+        )
+        args: list[Any] = []
+        if stream is not None:
+            sql += " AND stream = ?"
+            args.append(stream)
+        if state is not None:
+            sql += " AND state = ?"
+            args.append(state)
+        out = []
+        for r in self.db.execute(sql + " ORDER BY opened_at, first_seq", args):
+            out.append(
+                GapRow(
+                    r[0],
+                    r[1],
+                    r[2],
+                    r[3],
+                    r[4],
+                    r[5],
+                    r[6],
+                    r[7],
+                    r[8],
+                    r[9],
+                    msgspec.json.decode(r[10]),
+                    bool(r[11]),
+                    r[12],
+                    r[13],
+                )
+            )
+        return out
+
+    # -- reading events ------------------------------------------------------------------------
+
+    def read_after(self, pos: int, limit: int = 1_000) -> list[tuple[int, bytes]]:
+        """Up to ``limit`` (pos, canonical event JSON) after ``pos``, in journal order."""
+        rows = self.db.execute(
+            "SELECT pos, body FROM events WHERE pos > ? ORDER BY pos LIMIT ?", (pos, limit)
+        )
+        return [(r[0], bytes(r[1])) for r in rows]
+
+    def iter_bodies(self, after: int = 0, chunk: int = 5_000) -> Iterator[bytes]:
+        while True:
+            rows = self.read_after(after, chunk)
+            if not rows:
+                return
+            for pos, body in rows:
+                after = pos
+                yield body
+
+    def last_pos(self) -> int:
+        return int(self.db.execute("SELECT coalesce(max(pos), 0) FROM events").fetchone()[0])
+
+    def count(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM events").fetchone()[0])
+
+    def sequence(self, subscription_id: str) -> list[int]:
+        """Sequence ids of one subscription's events, in journal order."""
+        rows = self.db.execute(
+            "SELECT sequence_id FROM events WHERE subscription_id = ? ORDER BY pos",
+            (subscription_id,),
+        )
+        return [r[0] for r in rows]
+
+    def quarantined(self, limit: int = 100, *, with_raw: bool = False) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT id, received_at, source, connection, reason, size, raw FROM quarantine"
+            " ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        out = []
+        for r in rows:
+            entry = {
+                "id": r[0],
+                "received_at": r[1],
+                "source": r[2],
+                "connection": r[3],
+                "reason": r[4],
+                "size": r[5],
+            }
+            if with_raw:
+                entry["raw"] = bytes(r[6])
+            out.append(entry)
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        db = self.db
+        events, first, last = db.execute(
+            "SELECT count(*), min(event_time), max(event_time) FROM events"
+        ).fetchone()
+        by_source = dict(db.execute("SELECT source, count(*) FROM events GROUP BY source"))
+        by_type = dict(db.execute("SELECT event_type, count(*) FROM events GROUP BY event_type"))
+        recovered = db.execute("SELECT count(*) FROM events WHERE recovered").fetchone()[0]
+        quarantine = dict(
+            db.execute("SELECT reason, count(*) FROM quarantine GROUP BY reason ORDER BY 2 DESC")
+        )
+        gaps = dict(db.execute("SELECT state, count(*) FROM gaps GROUP BY state"))
+        streams = {
+            m.stream: {"subscription_id": m.subscription_id, "high": m.high}
+            for m in self.streams().values()
+        }
+        size = sum(p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists())
+        return {
+            "path": str(self.path),
+            "bytes": size,
+            "events": events,
+            "first_event_time": first,
+            "last_event_time": last,
+            "by_source": by_source,
+            "by_type": by_type,
+            "recovered": recovered,
+            "quarantined": sum(quarantine.values()),
+            "quarantine_reasons": quarantine,
+            "gaps": gaps,
+            "streams": streams,
+        }
+
+
+def open_journal(path: str | Path, *, readonly: bool = True) -> Journal:
+    """Open an existing journal for reading (``readonly``) or create one."""
+    path = Path(path)
+    if readonly and not path.exists():
+        raise FileNotFoundError(f"no journal at {path}")
+    return Journal(connect(path, readonly=readonly), path)
+
+
+def body_fields(body: bytes) -> dict[str, Any]:
+    """Decode one stored canonical event."""
+    result: dict[str, Any] = msgspec.json.decode(body)
+    return result
