@@ -4,9 +4,10 @@ Rules this module keeps:
 
 - Text frames are JSON, binary frames MessagePack — whatever the subscription asked for.
 - The size limit is checked before anything is decoded.
-- ``eventType`` (string), ``sequenceId`` (integer ≥ 1), ``timestamp`` (ISO-8601) and ``data``
-  (an object naming its ``conversationId`` or ``id``) are required; anything else is kept as
-  schema evolution — counted, and reported once per new field name.
+- ``eventType`` (string), ``sequenceId`` (integer from 1 to 2⁶³ − 1, the journal's range),
+  ``timestamp`` (ISO-8601) and ``data`` (an object naming its ``conversationId`` or ``id``) are
+  required; anything else is kept as schema evolution — counted, and reported once per new
+  field name.
 - Any frame that fails a check becomes :class:`Rejected` with a reason. Nothing here raises for
   bad input, whatever the bytes.
 """
@@ -22,6 +23,7 @@ import msgspec
 
 REQUIRED = ("eventType", "sequenceId", "timestamp", "data")
 DEFAULT_MAX_FRAME_BYTES = 1_048_576
+MAX_SEQUENCE_ID = 2**63 - 1  # SQLite's largest INTEGER
 
 
 class _StrictFrame(msgspec.Struct, forbid_unknown_fields=True):
@@ -38,14 +40,14 @@ class _Frame(msgspec.Struct):
     data: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class Decoded:
-    """A frame that passed every check."""
+class Decoded(msgspec.Struct, frozen=True, gc=False):
+    """A frame that passed every check (a Struct: cheap to build once per event)."""
 
     event_type: str  # what happened: data.change when the server says, else eventType
     source_event_type: str  # the frame's eventType
     sequence_id: int
     event_time_ms: int
+    timestamp: str  # as the server wrote it
     conversation_id: str
     data: dict[str, Any]
     extra: dict[str, Any] | None  # unknown top-level fields (schema evolution)
@@ -58,7 +60,22 @@ class Rejected:
     reason: str
 
 
+_SECONDS: dict[str, int] = {}  # "2026-05-01T10:00:56" → epoch seconds (bounded below)
+
+
 def parse_timestamp_ms(text: str) -> int | None:
+    """ISO-8601 with a zone → epoch ms; the common ``…:SS.mmmZ`` form takes a cached path."""
+    if len(text) == 24 and text[19] == "." and text[23] == "Z" and text[20:23].isdigit():
+        seconds = _SECONDS.get(text[:19])
+        if seconds is None:
+            try:
+                seconds = round(datetime.fromisoformat(text[:19] + "+00:00").timestamp())
+            except ValueError:
+                return None
+            if len(_SECONDS) > 4_096:
+                _SECONDS.clear()
+            _SECONDS[text[:19]] = seconds
+        return seconds * 1000 + int(text[20:23])
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
@@ -131,11 +148,15 @@ class FrameDecoder:
     ) -> Decoded | Rejected:
         if frame.sequenceId < 1:
             return Rejected(f"invalid event: sequenceId {frame.sequenceId} is not ≥ 1")
+        if frame.sequenceId > MAX_SEQUENCE_ID:
+            return Rejected(
+                f"invalid event: sequenceId {frame.sequenceId} is over {MAX_SEQUENCE_ID}"
+            )
         event_time = parse_timestamp_ms(frame.timestamp)
         if event_time is None:
             return Rejected(f"invalid event: timestamp {frame.timestamp[:64]!r} is not ISO-8601")
         data = frame.data
-        conversation = data.get("conversationId", data.get("id"))
+        conversation = data.get("conversationId") or data.get("id")
         if not isinstance(conversation, str) or not conversation:
             return Rejected("invalid event: data names no conversationId (or id)")
         change = data.get("change")
@@ -144,12 +165,19 @@ class FrameDecoder:
             source_event_type=frame.eventType,
             sequence_id=frame.sequenceId,
             event_time_ms=event_time,
+            timestamp=frame.timestamp,
             conversation_id=conversation,
             data=data,
             extra=extra,
         )
 
+    @property
+    def has_new_fields(self) -> bool:
+        return bool(self._fresh)
+
     def new_fields(self) -> list[str]:
         """Extra field names seen for the first time since the last call (log each once)."""
+        if not self._fresh:
+            return []
         fresh, self._fresh = self._fresh, []
         return fresh

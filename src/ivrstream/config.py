@@ -105,11 +105,11 @@ class Endpoints:
 def _field_of(error: msgspec.ValidationError) -> str:
     text = str(error)
     marker = "- at `$."
-    if marker in text:
-        return text.split(marker, 1)[1].rstrip("`")
+    where = text.split(marker, 1)[1].rstrip("`") if marker in text else ""
     if "unknown field `" in text:
-        return text.split("unknown field `", 1)[1].split("`", 1)[0]
-    return "config"
+        name = text.split("unknown field `", 1)[1].split("`", 1)[0]
+        return f"{where}.{name}" if where else name
+    return where or "config"
 
 
 def from_mapping(raw: Mapping[str, Any]) -> Config:
@@ -127,15 +127,20 @@ def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -
     if path is not None:
         path = Path(path)
         try:
-            raw = tomllib.loads(path.read_text())
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError("--config", f"no such file: {path}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError("--config", f"cannot read {path}: {exc}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("--config", f"{path} is not valid TOML: {exc}") from None
     for variable, (section, key) in ENVIRONMENT.items():
         value = env.get(variable)
         if value:
-            raw.setdefault(section, {})[key] = value
+            table = raw.setdefault(section, {})
+            if not isinstance(table, dict):
+                raise ConfigError(section, f"must be a table ([{section}]), not a value")
+            table[key] = value
     config = from_mapping(raw)
     check(config)
     return config
@@ -160,7 +165,7 @@ def check(config: Config) -> None:
         "journal.max_pending": journal.max_pending,
     }
     for name, value in positive.items():
-        if value <= 0:
+        if not value > 0:  # also refuses NaN
             raise ConfigError(name, f"must be greater than 0, got {value}")
     if rc.max_attempts < 0:
         raise ConfigError("reconnect.max_attempts", "must be ≥ 0 (0 means keep trying)")

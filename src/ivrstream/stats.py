@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections import deque
+from collections import Counter, deque
+from collections.abc import Iterable
+from functools import partial
 
 # 0.1 ms to ~100 s, 20 buckets per decade
 BOUNDS = tuple(10 ** (e / 20) / 10_000 for e in range(0, 121))
+
+
+_bucket = partial(bisect.bisect_left, BOUNDS)
 
 
 class LatencyHistogram:
@@ -25,6 +30,17 @@ class LatencyHistogram:
         self.sum += seconds
         if seconds > self.max:
             self.max = seconds
+
+    def add_many(self, values: Iterable[float]) -> None:
+        """Add a batch (bucketing runs in C: this is called once per commit, not per event)."""
+        values = list(values)
+        if not values:
+            return
+        for index, count in Counter(map(_bucket, values)).items():
+            self.counts[index] += count
+        self.total += len(values)
+        self.sum += math.fsum(values)
+        self.max = max(self.max, max(values))
 
     def percentile(self, p: float) -> float | None:
         """The upper bound of the bucket holding the ``p``-th percentile (0–100)."""

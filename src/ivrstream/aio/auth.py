@@ -87,6 +87,14 @@ class TokenManager:
             self._inflight = asyncio.ensure_future(self._fetch())
         return await asyncio.shield(self._inflight)
 
+    async def close(self) -> None:
+        """Abandon a refresh in flight (the session is about to close)."""
+        task = self._inflight
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
     def invalidate(self) -> None:
         """Forget the token (the server said it is no good)."""
         self._token = None

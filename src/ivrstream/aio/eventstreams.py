@@ -45,7 +45,7 @@ log = logging.getLogger("ivrstream.eventstreams")
 Socket = aiohttp.ClientWebSocketResponse[Literal[False]]  # text frames arrive as bytes
 Message = aiohttp.WSMessage | WSMessageTextBytes
 HARD_FRAME_LIMIT = 64 * 1024 * 1024  # beyond this aiohttp drops the socket; ours is lower
-CLOSE_GOING_AWAY = 1000
+CLOSE_NORMAL = 1000
 
 
 class EventStreamsSource:
@@ -97,20 +97,29 @@ class EventStreamsSource:
         self._closing_because: Why | None = None
         self._stopping = False
         self._sleep: asyncio.Future[None] | None = None
+        self._task: asyncio.Task[Any] | None = None
         self._conn_id = ""
         self._background: set[asyncio.Future[Any]] = set()
 
     # -- control --------------------------------------------------------------------------------
 
     async def stop(self) -> None:
-        """Close the socket with 1000 and end :meth:`run`."""
+        """End :meth:`run`: close the socket with 1000 (a full close handshake) and stop.
+
+        Not by cancelling the reading task: aiohttp marks a socket whose pending ``receive`` was
+        cancelled as abnormally closed and then skips the close handshake.
+        """
         self._stopping = True
         if self._sleep is not None:
             self._sleep.cancel()
         ws = self._ws
         if ws is not None and not ws.closed:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(ws.close(code=CLOSE_GOING_AWAY, message=b"shutdown"), 1.5)
+                await asyncio.wait_for(ws.close(code=CLOSE_NORMAL, message=b"shutdown"), 1.5)
+        task = self._task
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(task), 1.0)
 
     def is_stopping(self) -> bool:
         return self._stopping
@@ -139,42 +148,49 @@ class EventStreamsSource:
                 "the configured subscription is invalid: "
                 + "; ".join(str(v) for v in verdict.violations)
             )
+        self._task = asyncio.current_task()
         watchdog = asyncio.ensure_future(self._watchdog())
         try:
-            while not self.is_stopping():
-                why, detail = await self._connect_once()
-                if self.is_stopping():
-                    break
-                self.endings[why.value] += 1
-                decision = self.policy.after(why, detail)
-                if decision.stop is not None:
-                    self.state = "failed"
-                    if why is Why.FORBIDDEN:
-                        raise SubscriptionRejected(
-                            f"Event Streams refused the subscription (4003): {detail}"
-                        )
-                    self.hooks.emit("max_reconnects", attempts=decision.attempt, reason=why.value)
-                    raise GiveUp(decision.stop)
-                self.state = "waiting"
-                log.info(
-                    "reconnecting in %.2fs (attempt %d, %s%s)",
-                    decision.delay,
-                    decision.attempt,
-                    why.value,
-                    f": {detail}" if detail else "",
-                )
-                self.hooks.emit(
-                    "reconnecting",
-                    attempt=decision.attempt,
-                    delay=decision.delay,
-                    reason=why.value,
-                )
-                if decision.refresh_token:
-                    self.tokens.invalidate()
-                await self._pause(decision.delay)
+            await self._loop()
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
         finally:
             watchdog.cancel()
             self.state = "stopped" if self.state != "failed" else "failed"
+
+    async def _loop(self) -> None:
+        while not self.is_stopping():
+            why, detail = await self._connect_once()
+            if self.is_stopping():
+                break
+            self.endings[why.value] += 1
+            decision = self.policy.after(why, detail)
+            if decision.stop is not None:
+                self.state = "failed"
+                if why is Why.FORBIDDEN:
+                    raise SubscriptionRejected(
+                        f"Event Streams refused the subscription (4003): {detail}"
+                    )
+                self.hooks.emit("max_reconnects", attempts=decision.attempt, reason=why.value)
+                raise GiveUp(decision.stop)
+            self.state = "waiting"
+            log.info(
+                "reconnecting in %.2fs (attempt %d, %s%s)",
+                decision.delay,
+                decision.attempt,
+                why.value,
+                f": {detail}" if detail else "",
+            )
+            self.hooks.emit(
+                "reconnecting",
+                attempt=decision.attempt,
+                delay=decision.delay,
+                reason=why.value,
+            )
+            if decision.refresh_token:
+                self.tokens.invalidate()
+            await self._pause(decision.delay)
 
     async def _pause(self, seconds: float) -> None:
         if seconds <= 0:
@@ -238,7 +254,10 @@ class EventStreamsSource:
             self._ws = None
             self.connected_since = None
             with contextlib.suppress(Exception):
-                await ws.close()
+                await asyncio.wait_for(
+                    ws.close(code=CLOSE_NORMAL, message=b"shutdown" if self._stopping else b""),
+                    1.5,
+                )
 
     async def _stream(self, ws: Socket) -> tuple[Why, str]:
         resume = self.intake.resume_point(self.key)

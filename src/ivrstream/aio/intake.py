@@ -125,9 +125,14 @@ class Intake:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._room = asyncio.Event()
         self._room.set()
+        self._backlogged = False  # mirrors "not self._room.is_set()", cheap to read per frame
         self._committed = asyncio.Condition()
         self._expiry: asyncio.Task[None] | None = None
-        self._iso = _IsoCache()
+        self._monotonic = clock.monotonic
+        self._wall_offset = clock.time() - clock.monotonic()  # wall = offset + monotonic
+        self._received_iso = _IsoCache()
+        self._event_iso = _IsoCache()
+        self._touched: set[str] = set()  # streams whose high-water mark moved since the flush
         self._encode = msgspec.json.Encoder().encode
         self._saved_gaps: dict[str, list[GapRow]] = {}
         self._background: set[asyncio.Future[None]] = set()
@@ -237,18 +242,27 @@ class Intake:
         if isinstance(decoded, Rejected):
             self.quarantine("eventstreams", connection, payload, decoded.reason)
             return
-        fresh = self.decoder.new_fields()
-        if fresh:
-            for name in fresh:
+        if self.decoder.has_new_fields:
+            for name in self.decoder.new_fields():
                 log.info("schema evolution: new top-level field %r in Event Streams frames", name)
                 self.hooks.emit("schema_field", name=name)
         stream = self.streams[key]
         if stream.first_seq is None:
             stream.first_seq = decoded.sequence_id
-        received_ms = round(self.clock.time() * 1000)
-        item = Pending(decoded, payload, self.clock.monotonic(), received_ms)
+        received_mono = self._monotonic()
+        received_ms = round((self._wall_offset + received_mono) * 1000)
+        if stream.ordering.take_next(decoded.sequence_id, decoded.event_time_ms):
+            # the common case: exactly the next id, nothing held — journal it now
+            self._append(stream, decoded, payload, received_mono, received_ms, False)
+            self._touched.add(key)
+            if len(self._pending.events) >= self.flush_threshold:
+                self.flush()
+            elif self._flush_handle is None:
+                self._schedule_flush()
+            return
+        item = Pending(decoded, payload, received_mono, received_ms)
         outcome = stream.ordering.accept(
-            decoded.sequence_id, item, decoded.event_time_ms, item.received_mono
+            decoded.sequence_id, item, decoded.event_time_ms, received_mono
         )
         if outcome.released or outcome.opened or outcome.changed:
             self._handle(stream, outcome)
@@ -265,7 +279,15 @@ class Intake:
     def _handle(self, stream: Stream, outcome: Outcome[Pending]) -> None:
         pending = self._pending
         for released in outcome.released:
-            self._append(stream, released.item, released.recovered)
+            item = released.item
+            self._append(
+                stream,
+                item.decoded,
+                item.raw,
+                item.received_mono,
+                item.received_ms,
+                released.recovered,
+            )
         if outcome.opened:
             for gap in outcome.opened:
                 self._explain_gap(stream, gap)
@@ -274,17 +296,21 @@ class Intake:
                 self.on_resend(stream.key)
         if outcome.changed:
             self._save_gaps(stream, outcome.changed)
-        ordering = stream.ordering
-        pending.streams[stream.key] = StreamMark(
-            stream.key, stream.subscription_id, ordering.high, ordering.high_time
-        )
+        self._touched.add(stream.key)
         if len(pending.events) >= self.flush_threshold:
             self.flush()
         else:
             self._schedule_flush()
 
-    def _append(self, stream: Stream, item: Pending, recovered: bool) -> None:
-        d = item.decoded
+    def _append(
+        self,
+        stream: Stream,
+        d: Decoded,
+        raw: bytes,
+        received_mono: float,
+        received_ms: int,
+        recovered: bool,
+    ) -> None:
         if d.conversation_id and d.event_type != d.source_event_type:
             eid = event_id(d.conversation_id, d.event_type, d.event_time_ms)
         else:
@@ -295,8 +321,10 @@ class Intake:
             event_type=d.event_type,
             conversation_id=d.conversation_id,
             sequence_id=d.sequence_id,
-            event_time=self._iso(d.event_time_ms),
-            received_at=self._iso(item.received_ms),
+            event_time=d.timestamp
+            if _is_canonical(d.timestamp)
+            else self._event_iso(d.event_time_ms),
+            received_at=self._received_iso(received_ms),
             subscription_id=stream.subscription_id,
             source_event_type=d.source_event_type,
             recovered=recovered,
@@ -306,23 +334,12 @@ class Intake:
         try:
             body = self._encode(event)
         except (TypeError, ValueError, OverflowError) as exc:
-            self.quarantine(stream.source, None, item.raw, f"cannot be stored as JSON: {exc}")
+            self.quarantine(stream.source, None, raw, f"cannot be stored as JSON: {exc}")
             return
-        self._pending.events.append(
-            (
-                eid,
-                stream.source,
-                d.event_type,
-                d.conversation_id,
-                stream.subscription_id,
-                d.sequence_id,
-                d.event_time_ms,
-                item.received_ms,
-                int(recovered),
-                body,
-            )
-        )
-        self._pending.received.append(item.received_mono)
+        pending = self._pending
+        pending.events.append(body)
+        pending.event_times.append(d.event_time_ms)
+        self._pending.received.append(received_mono)
 
     def _explain_gap(self, stream: Stream, gap: Gap) -> None:
         resumed = stream.resumed_after
@@ -361,20 +378,29 @@ class Intake:
             self._flush_handle.cancel()
             self._flush_handle = None
         batch = self._pending
+        for key in self._touched:
+            stream = self.streams[key]
+            ordering = stream.ordering
+            batch.streams[key] = StreamMark(
+                key, stream.subscription_id, ordering.high, ordering.high_time
+            )
+        self._touched.clear()
         if batch.empty() or self._writer is None:
             return
         self._pending = WriteBatch()
         batch.submitted = self.clock.monotonic()
+        self._wall_offset = self.clock.time() - batch.submitted
         self._inflight += len(batch.events)
         self.stats.submitted += len(batch.events)
         if self._inflight > self.settings.max_pending:
             self._room.clear()
+            self._backlogged = True
         self._writer.submit(batch)
 
     @property
     def backlogged(self) -> bool:
         """True while more events wait for the disk than ``max_pending``: stop reading."""
-        return not self._room.is_set()
+        return self._backlogged
 
     async def wait_for_room(self) -> None:
         await self._room.wait()
@@ -392,16 +418,17 @@ class Intake:
             self.error = result.error
             log.error("journal write failed: %s", result.error)
             self._room.set()
+            self._backlogged = False
             return
         now_mono = result.committed
         now_ms = self.clock.time() * 1000
         size = 0
         for batch in result.batches:
             size += len(batch.events)
-            for received in batch.received:
-                self.latency.add(now_mono - received)
-            for row in batch.events:
-                self.event_latency.add(max(0.0, (now_ms - row[6]) / 1000))
+            self.latency.add_many([now_mono - received for received in batch.received])
+            self.event_latency.add_many(
+                [max(0.0, (now_ms - event_time) / 1000) for event_time in batch.event_times]
+            )
         self._inflight -= size
         self.stats.committed += result.inserted
         self.stats.duplicate_rows += result.duplicates
@@ -411,6 +438,7 @@ class Intake:
         self.last_pos = max(self.last_pos, result.last_pos)
         if self._inflight <= self.settings.max_pending // 2:
             self._room.set()
+            self._backlogged = False
         task = asyncio.ensure_future(self._notify())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -459,6 +487,11 @@ class Intake:
                 for key, s in self.streams.items()
             },
         }
+
+
+def _is_canonical(timestamp: str) -> bool:
+    """True when ``timestamp`` is already ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (keep it as it is)."""
+    return len(timestamp) == 24 and timestamp[23] == "Z" and timestamp[19] == "."
 
 
 def _gap_row(stream: Stream, gap: Gap) -> GapRow:

@@ -126,6 +126,8 @@ class Subscriber:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        if self.tokens is not None:
+            await self.tokens.close()
         await self.intake.close()
         if self._own_session and self._session is not None:
             await self._session.close()

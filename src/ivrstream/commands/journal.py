@@ -30,8 +30,8 @@ def render_stats(data: dict[str, Any], console: Console) -> None:
     table.add_column("value", justify="right")
     table.add_row("events", f"{data['events']:,}")
     table.add_row("size", f"{data['bytes'] / 1e6:,.1f} MB")
-    table.add_row("first event", _when(data["first_event_time"]))
-    table.add_row("last event", _when(data["last_event_time"]))
+    table.add_row("first event", data["first_event_time"] or "–")
+    table.add_row("last event", data["last_event_time"] or "–")
     for source, count in sorted(data["by_source"].items()):
         table.add_row(f"from {source}", f"{count:,}")
     table.add_row("recovered (late or backfilled)", f"{data['recovered']:,}")

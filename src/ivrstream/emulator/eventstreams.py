@@ -264,6 +264,10 @@ class EventStreams:
             await socket.close_now(CLOSE_SUBSCRIPTION_FORBIDDEN, reasons)
             return None
         subscription = verdict.subscription
+        if self.faults.settings.forbid_subscriptions:
+            self.faults.fired("forbid_subscriptions", conn=socket.conn_id)
+            await socket.close_now(CLOSE_SUBSCRIPTION_FORBIDDEN, "subscription forbidden")
+            return None
         conn.msgpack = subscription.content_type == MSGPACK
         if conn.msgpack:
             socket.frame_faults.make_malformed = self._malformed_msgpack

@@ -79,9 +79,12 @@ class FastFrames:
                     "Padding": "p" * room,
                 }
         frames: list[bytes] = []
+        start_ms = 1_780_000_000_000
         for seq in range(1, self.config.fast_frames + 1):
             template = templates[seq % TEMPLATES]
             template["sequenceId"] = seq
+            # one event per millisecond: distinct events, so distinct event ids downstream
+            template["timestamp"] = format_ms(start_ms + seq)
             payload = encode(template)
             frames.append(frame_header(opcode, len(payload)) + payload)
         self._framed[msgpack] = frames

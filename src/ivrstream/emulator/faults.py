@@ -39,6 +39,7 @@ class FaultSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     malformed: float = 0.0  # share of event frames followed by a malformed frame
     malformed_kinds: list[str] = msgspec.field(default_factory=lambda: list(MALFORMED_KINDS))
     oversized_bytes: int = 1_100_000  # size of an "oversized" malformed frame
+    forbid_subscriptions: bool = False  # Event Streams answers every subscription with 4003
     token_errors: int = 0  # the next N token requests answer 503
     token_rate_limited: int = 0  # the next N token requests answer 429 with Retry-After
     analytics_errors: int = 0  # the next N analytics requests answer 503

@@ -81,6 +81,9 @@ class Emulator:
         return f"http://{self.config.host}:{self.port}"
 
     async def start(self) -> None:
+        if self.eventstreams.fast is not None:
+            # pre-encode fast mode's burst before listening, so no client waits for it
+            await asyncio.to_thread(self.eventstreams.fast.framed, True)
         # no access log: notification socket paths carry channel ids, which are bearer secrets
         self._runner = web.AppRunner(
             self.app, handle_signals=False, shutdown_timeout=1.0, access_log=None

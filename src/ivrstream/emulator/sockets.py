@@ -132,7 +132,8 @@ class EmulatedSocket:
                     await self.closed.wait()
                     return
         except (ConnectionError, RuntimeError):
-            self.mark_closed(1006, "connection lost")
+            # the peer went away mid-write; the reader sees how (its close code, or none)
+            return
 
     async def _write(self, frame: OutFrame) -> None:
         if self.stalled or self.closed.is_set():

@@ -7,6 +7,7 @@ ledger.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 from collections.abc import Callable
 
@@ -16,6 +17,7 @@ from ivrstream.emulator.ledger import Ledger
 from ivrstream.emulator.traffic import Call, Fact, TrafficConfig, TrafficModel
 
 Listener = Callable[[Fact], None]
+PUBLISH_LIMIT = 2_000  # facts per turn of the event loop
 
 
 class World:
@@ -36,6 +38,7 @@ class World:
         self._call_starts: list[int] = []
         self._listeners: list[Listener] = []
         self.facts_published = 0
+        self.paused = False  # True: publish nothing (facts wait in the model until resumed)
         if config.traffic and config.history > 0:
             for fact in self.model.facts_until(self.started_ms):
                 self._remember(fact)
@@ -58,8 +61,8 @@ class World:
         hi = bisect.bisect_left(self._call_starts, end_ms)
         return self.calls[lo:hi]
 
-    def publish_due(self, now_ms: int) -> int:
-        """Publish every fact due by ``now_ms``; returns how many."""
+    def publish_due(self, now_ms: int, limit: int | None = None) -> int:
+        """Publish facts due by ``now_ms`` (at most ``limit``); returns how many."""
         count = 0
         for fact in self.model.facts_until(now_ms):
             self._remember(fact)
@@ -73,6 +76,8 @@ class World:
             for listener in self._listeners:
                 listener(fact)
             count += 1
+            if limit is not None and count >= limit:
+                break
         self.facts_published += count
         return count
 
@@ -83,6 +88,8 @@ class World:
         tick = self.config.tick
         while True:
             now_ms = round(self.clock.time() * 1000)
-            self.publish_due(now_ms)
+            if not self.paused and self.publish_due(now_ms, PUBLISH_LIMIT) >= PUBLISH_LIMIT:
+                await asyncio.sleep(0)  # behind: catch up, but let the sockets breathe
+                continue
             wait = (self.model.next_due_ms() - now_ms) / 1000.0
             await self.clock.sleep(min(max(wait, tick), 0.25))

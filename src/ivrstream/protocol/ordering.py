@@ -16,7 +16,8 @@ Rules this module keeps:
   lost. Each gap is worth one resend request: :meth:`resume_after` points the next subscription
   just before the oldest gap not yet asked for.
 - A server whose sequence restarted (its acknowledgement is below ``high``) starts a new epoch:
-  the unknown stretch between is recorded as a gap without an upper bound.
+  frames still held are handed on first, the unknown stretch after them is recorded as a gap
+  without an upper bound, and no gap of the old epoch is asked to be re-sent by the new server.
 
 No clock: ``now`` is an argument. No I/O: results are returned, never written.
 """
@@ -170,6 +171,18 @@ class Ordering(Generic[T]):
             self._open_gap_before_held(now, out)
         return out
 
+    def take_next(self, seq: int, event_time: int | None) -> bool:
+        """The common case, without allocating an :class:`Outcome`: if ``seq`` is exactly the
+        next id and nothing is held, advance and return True (the caller journals the frame
+        now); otherwise change nothing and return False (call :meth:`accept`)."""
+        if seq != self.high + 1 or self._held:
+            return False
+        self.high = seq
+        if event_time is not None:
+            self.high_time = event_time
+        self.stats.next += 1
+        return True
+
     def expire(self, now: float) -> Outcome[T]:
         """Turn holes older than the window into gaps; call when :meth:`deadline` has passed."""
         out: Outcome[T] = Outcome()
@@ -183,12 +196,19 @@ class Ordering(Generic[T]):
     def restart_epoch(self, server_high: int, now: float) -> Outcome[T]:
         """The server's sequence restarted below ``high``: record the unknown stretch, go on."""
         out: Outcome[T] = Outcome()
+        for old in self.gaps:  # the new server cannot re-send the old epoch's ids
+            if not old.resend_requested:
+                old.resend_requested = True
+                out.changed.append(old)
+        while self._held:  # frames the old epoch delivered are journaled, not dropped
+            self._open_gap_before_held(now, out)
+        for opened in out.opened:
+            opened.resend_requested = True
         gap = Gap(self.high + 1, None, now, self.high_time, None)
         self.gaps.append(gap)
         out.opened.append(gap)
         self.stats.gaps_opened += 1
         self.stats.epochs += 1
-        self._held.clear()
         self.high = server_high
         return out
 
