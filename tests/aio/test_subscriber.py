@@ -239,3 +239,59 @@ async def test_clean_stop_closes_with_1000(emulator_factory, tmp_path):
             lambda: any(e["code"] == 1000 for e in emu.ledger.entries("connection", event="closed"))
         )
         assert closes is not None
+
+
+async def test_gaps_beyond_the_window_are_resent_and_filled(emulator_factory, tmp_path):
+    async with emulator_factory(**FAST_TRAFFIC) as emu:
+        emu.set_faults(skip=0.005)  # a frame now and then never arrives on the socket
+        journal = tmp_path / "j.db"
+        config = es_config(emu, journal, ordering={"window_seconds": 0.05})
+        async with Subscriber(config) as sub:
+            await committed(sub, 1_500, within=30)
+            emu.set_faults(skip=0.0)
+            count = sub.intake.stats.committed
+            await committed(sub, count + 200)
+            stats = sub.statistics()
+        report = assert_matches_ledger(journal, emu)
+        (stream,) = stats["intake"]["streams"].values()
+        assert stream["gaps_opened"] > 0
+        assert stream["late"] > 0  # frames that filled gaps were kept, not dropped
+        assert stats["source"]["endings"].get("resend", 0) > 0
+        assert report["missing"] == 0
+        assert all(g.state == "filled" for g in report["gaps"])
+        recovered = [e for e in journal_events(journal) if e["recovered"]]
+        assert recovered
+
+
+async def test_the_jwt_bearer_grant_end_to_end(emulator_factory, tmp_path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = tmp_path / "client.pem"
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    client = ClientSpec(client_id="jwt-client", secret="unused", jwt_public_key=public)
+    async with emulator_factory(clients=[client], **FAST_TRAFFIC) as emu:
+        config = es_config(
+            emu,
+            tmp_path / "j.db",
+            genesys={
+                "client_id": "jwt-client",
+                "client_secret": None,
+                "grant": "jwt",
+                "jwt_private_key_file": str(private),
+            },
+        )
+        async with Subscriber(config) as sub:
+            await committed(sub, 100)
+        assert emu.ledger.counts["token_issued"] == 1
+        assert not list(emu.ledger.entries("auth_failure"))

@@ -41,6 +41,7 @@ from ivrstream.protocol.ordering import Gap, Ordering, Outcome
 from ivrstream.stats import LatencyHistogram
 
 log = logging.getLogger("ivrstream.intake")
+_NO_EXTRA: dict[str, Any] = {}  # shared, never written to: most events have no extra fields
 
 
 @dataclass(slots=True)
@@ -315,20 +316,21 @@ class Intake:
             eid = event_id(d.conversation_id, d.event_type, d.event_time_ms)
         else:
             eid = fallback_event_id(stream.key, d.sequence_id, d.event_time_ms)
+        timestamp = d.timestamp
+        if not (len(timestamp) == 24 and timestamp[23] == "Z" and timestamp[19] == "."):
+            timestamp = self._event_iso(d.event_time_ms)  # keep canonical ones as they are
         event = InteractionEvent(
             event_id=eid,
             source=stream.source,
             event_type=d.event_type,
             conversation_id=d.conversation_id,
             sequence_id=d.sequence_id,
-            event_time=d.timestamp
-            if _is_canonical(d.timestamp)
-            else self._event_iso(d.event_time_ms),
+            event_time=timestamp,
             received_at=self._received_iso(received_ms),
             subscription_id=stream.subscription_id,
             source_event_type=d.source_event_type,
             recovered=recovered,
-            extra=d.extra or {},
+            extra=d.extra or _NO_EXTRA,
             data=d.data,
         )
         try:
@@ -339,7 +341,7 @@ class Intake:
         pending = self._pending
         pending.events.append(body)
         pending.event_times.append(d.event_time_ms)
-        self._pending.received.append(received_mono)
+        pending.received.append(received_mono)
 
     def _explain_gap(self, stream: Stream, gap: Gap) -> None:
         resumed = stream.resumed_after
@@ -487,11 +489,6 @@ class Intake:
                 for key, s in self.streams.items()
             },
         }
-
-
-def _is_canonical(timestamp: str) -> bool:
-    """True when ``timestamp`` is already ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (keep it as it is)."""
-    return len(timestamp) == 24 and timestamp[23] == "Z" and timestamp[19] == "."
 
 
 def _gap_row(stream: Stream, gap: Gap) -> GapRow:

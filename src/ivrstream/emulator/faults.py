@@ -36,6 +36,7 @@ class FaultSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     stall_after: int | None = None  # each socket goes silent after this many event frames
     duplicate: float = 0.0  # share of event frames sent twice
     reorder: float = 0.0  # share of event frames held back and sent after the next one
+    skip: float = 0.0  # share of event frames never sent on the socket (still resendable)
     malformed: float = 0.0  # share of event frames followed by a malformed frame
     malformed_kinds: list[str] = msgspec.field(default_factory=lambda: list(MALFORMED_KINDS))
     oversized_bytes: int = 1_100_000  # size of an "oversized" malformed frame
@@ -118,7 +119,10 @@ class FrameFaults:
         rng = self._state.rng
         self.event_frames += 1
         ordered: list[OutFrame]
-        if self._held is not None:
+        if s.skip and rng.random() < s.skip:
+            self._state.fired("skip", seq=frame.seq)
+            ordered = []
+        elif self._held is not None:
             ordered = [frame, self._held]
             self._held = None
         elif s.reorder and rng.random() < s.reorder:
