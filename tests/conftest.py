@@ -40,3 +40,31 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
     # no connection cap: tests open more than aiohttp's default 100 sockets on purpose
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         yield session
+
+
+@pytest.fixture
+async def postgres_dsn() -> AsyncIterator[str]:
+    """A DSN whose search_path is a fresh schema, dropped afterwards (real PostgreSQL)."""
+    import uuid
+
+    import asyncpg
+
+    from tests.services import require_postgres
+
+    base = require_postgres()
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(base)
+    await admin.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{base}?options=-csearch_path%3D{schema}"
+    finally:
+        await admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        await admin.close()
+
+
+@pytest.fixture
+def nats_url() -> str:
+    """The real NATS server (JetStream on); tests name their own streams."""
+    from tests.services import require_nats
+
+    return require_nats()

@@ -154,8 +154,22 @@ def test_an_unknown_key_in_a_section_is_named_with_its_section(tmp_path):
 
 
 def test_an_unknown_section_is_named(tmp_path):
-    error = config_error(tmp_path, "[sinks]\nurl = 'x'\n")
-    assert error.field == "sinks"
+    error = config_error(tmp_path, "[metrix]\nurl = 'x'\n")
+    assert error.field == "metrix"
+
+
+def test_an_unknown_key_in_a_sink_is_named(tmp_path):
+    error = config_error(tmp_path, "[sinks.webhook]\nurll = 'x'\n")
+    assert error.field == "sinks.webhook.urll"
+
+
+def test_sink_environment_variables_switch_sinks_on():
+    config = load(env={"WEBHOOK_URL": "https://hooks.example.com/ivr", "WEBHOOK_SECRET": "whsec_x"})
+    assert config.sinks.webhook is not None
+    assert config.sinks.webhook.url == "https://hooks.example.com/ivr"
+    assert config.sinks.webhook.secret == "whsec_x"
+    assert config.sinks.postgres is None
+    assert load(env={"WEBHOOK_SECRET": "whsec_x"}).sinks.webhook is None  # a secret alone: off
 
 
 @pytest.mark.parametrize(

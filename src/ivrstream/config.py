@@ -78,6 +78,47 @@ class JournalSettings(_Section):
     max_pending: int = 50_000  # uncommitted events before intake stops reading
 
 
+class SinkSettings(_Section):
+    """What every sink has: batching, the retry budget and parallel lanes."""
+
+    batch_max: int = 500  # events per delivery
+    max_attempts: int = 12  # tries per batch before its events are dead-lettered
+    retry_base: float = 0.5  # first retry delay ceiling (seconds; full jitter)
+    retry_cap: float = 30.0  # retry delays stop growing here
+    lanes: int = 4  # deliveries in flight; events of one conversation always share a lane
+
+
+class WebhookSettings(SinkSettings):
+    url: str | None = None  # WEBHOOK_URL
+    secret: str | None = None  # WEBHOOK_SECRET ("whsec_…", Standard Webhooks); keep it in env
+    mode: Literal["batch", "single"] = "batch"  # a JSON array per request, or one event each
+    timeout: float = 5.0  # seconds per request
+    verify_tls: bool = True
+
+
+class PostgresSettings(SinkSettings):
+    dsn: str | None = None  # IVRSTREAM_POSTGRES_DSN, e.g. postgresql://user@host/db
+    schema_name: str = "public"
+
+
+class NatsSettings(SinkSettings):
+    servers: list[str] = msgspec.field(default_factory=lambda: ["nats://127.0.0.1:4222"])
+    stream: str = "IVR_EVENTS"
+    subject_prefix: str = "ivr.events"  # subjects: <prefix>.<event_type>.<conversation_id>
+    credentials_file: str | None = None
+
+
+class JsonlSettings(SinkSettings):
+    path: str = "ivrstream-events.jsonl"
+
+
+class SinksSettings(_Section):
+    webhook: WebhookSettings | None = None
+    postgres: PostgresSettings | None = None
+    nats: NatsSettings | None = None
+    jsonl: JsonlSettings | None = None
+
+
 class Config(_Section):
     source: Literal["eventstreams", "notifications"] = "eventstreams"
     genesys: GenesysSettings = msgspec.field(default_factory=GenesysSettings)
@@ -85,6 +126,7 @@ class Config(_Section):
     reconnect: ReconnectSettings = msgspec.field(default_factory=ReconnectSettings)
     ordering: OrderingSettings = msgspec.field(default_factory=OrderingSettings)
     journal: JournalSettings = msgspec.field(default_factory=JournalSettings)
+    sinks: SinksSettings = msgspec.field(default_factory=SinksSettings)
 
 
 ENVIRONMENT = {
@@ -92,6 +134,11 @@ ENVIRONMENT = {
     "GENESYS_TENANT_URL": ("genesys", "tenant_url"),
     "GENESYS_CLIENT_ID": ("genesys", "client_id"),
     "GENESYS_CLIENT_SECRET": ("genesys", "client_secret"),
+}
+SINK_ENVIRONMENT = {  # setting the first of each enables the sink
+    "WEBHOOK_URL": ("webhook", "url"),
+    "WEBHOOK_SECRET": ("webhook", "secret"),
+    "IVRSTREAM_POSTGRES_DSN": ("postgres", "dsn"),
 }
 
 
@@ -140,6 +187,17 @@ def load(path: str | Path | None = None, env: Mapping[str, str] | None = None) -
             table = raw.setdefault(section, {})
             if not isinstance(table, dict):
                 raise ConfigError(section, f"must be a table ([{section}]), not a value")
+            table[key] = value
+    sinks = raw.setdefault("sinks", {})
+    if not isinstance(sinks, dict):
+        raise ConfigError("sinks", "must be a table ([sinks.…]), not a value")
+    for variable, (sink, key) in SINK_ENVIRONMENT.items():
+        value = env.get(variable)
+        # a URL or DSN in the environment switches its sink on; other variables only fill in
+        if value and (key in ("url", "dsn") or sink in sinks):
+            table = sinks.setdefault(sink, {})
+            if not isinstance(table, dict):
+                raise ConfigError(f"sinks.{sink}", "must be a table, not a value")
             table[key] = value
     config = from_mapping(raw)
     check(config)
