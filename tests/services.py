@@ -22,8 +22,9 @@ NATS_URL = os.environ.get("IVRSTREAM_TEST_NATS_URL", "nats://127.0.0.1:4222")
 def reachable(url: str, default_port: int) -> bool:
     parsed = urlparse(url)
     try:
-        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or default_port),
-                                      timeout=1.0):
+        with socket.create_connection(
+            (parsed.hostname or "127.0.0.1", parsed.port or default_port), timeout=1.0
+        ):
             return True
     except OSError:
         return False

@@ -395,3 +395,235 @@ def journal_quarantine(
         echo_json(entries)
     else:
         journal_commands.render_quarantine(entries, Console())
+
+
+@journal.group("dlq")
+def journal_dlq() -> None:
+    """Dead letters: events a sink refused or gave up on (list, retry, purge)."""
+
+
+SINK_OPTION = click.option("--sink", help="Only this sink (webhook, postgres, nats, jsonl).")
+
+
+@journal_dlq.command("list")
+@CONFIG_OPTION
+@JOURNAL_OPTION
+@SINK_OPTION
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def journal_dlq_list(
+    config_path: Path | None,
+    journal_path: str | None,
+    sink: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Each dead letter: sink, journal position, event id, tries, when, and the last error."""
+    from rich.console import Console
+
+    from ivrstream.commands import journal as journal_commands
+
+    entries = journal_commands.dead_letters(
+        journal_path_for(config_path, journal_path), sink, limit
+    )
+    if as_json:
+        echo_json(entries)
+    else:
+        journal_commands.render_dead_letters(entries, Console())
+
+
+@journal_dlq.command("retry")
+@CONFIG_OPTION
+@JOURNAL_OPTION
+@SINK_OPTION
+def journal_dlq_retry(config_path: Path | None, journal_path: str | None, sink: str | None) -> None:
+    """Queue dead letters for delivery again (the running service picks them up)."""
+    from ivrstream.commands import journal as journal_commands
+
+    count = journal_commands.retry_dead_letters(journal_path_for(config_path, journal_path), sink)
+    click.echo(f"queued {count} dead letters for another delivery")
+
+
+@journal_dlq.command("purge")
+@CONFIG_OPTION
+@JOURNAL_OPTION
+@SINK_OPTION
+@click.confirmation_option(prompt="Forget these dead letters for good?")
+def journal_dlq_purge(config_path: Path | None, journal_path: str | None, sink: str | None) -> None:
+    """Forget dead letters (the events stay in the journal)."""
+    from ivrstream.commands import journal as journal_commands
+
+    count = journal_commands.purge_dead_letters(journal_path_for(config_path, journal_path), sink)
+    click.echo(f"purged {count} dead letters")
+
+
+# -- receiver --------------------------------------------------------------------------------------
+
+
+def _webhook_secret(ctx: click.Context, param: click.Parameter, value: str | None) -> object:
+    from ivrstream import logs
+    from ivrstream.webhooks import parse_secret
+
+    if value is None:
+        return None
+    logs.register_secret(value.strip())
+    logs.register_secret(value.strip().removeprefix("whsec_"))
+    try:
+        return parse_secret(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None  # the message never repeats the secret
+
+
+def _outages(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> object:
+    windows: list[tuple[float, float]] = []
+    for value in values:
+        start_text, sep, end_text = value.partition(":")
+        try:
+            start, end = float(start_text), float(end_text)
+        except ValueError:
+            start = end = -1.0
+        if not sep or not 0 <= start < end:
+            raise click.BadParameter(f"{value!r} is not START:END seconds with 0 <= START < END")
+        windows.append((start, end))
+    return windows
+
+
+def _webhook_path(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not value.startswith("/"):
+        raise click.BadParameter("must start with '/'")
+    return value
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option(
+    "--port",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to bind; 0 picks a free one.",
+)
+@click.option(
+    "--port-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the bound port to this file once listening.",
+)
+@click.option(
+    "--secret",
+    required=True,
+    envvar="WEBHOOK_SECRET",
+    callback=_webhook_secret,
+    help="Standard Webhooks secret, whsec_<base64> (or env WEBHOOK_SECRET).",
+)
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Store in this SQLite file (created if absent).",
+)
+@click.option(
+    "--dsn",
+    envvar="IVRSTREAM_RECEIVER_DSN",
+    help="Store in PostgreSQL instead (or env IVRSTREAM_RECEIVER_DSN).",
+)
+@click.option(
+    "--path",
+    "webhook_path",
+    default="/webhook",
+    show_default=True,
+    callback=_webhook_path,
+    help="Where deliveries are POSTed.",
+)
+@click.option(
+    "--tolerance",
+    default=300.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Accepted webhook-timestamp skew, seconds.",
+)
+@click.option(
+    "--fail-rate",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Share of deliveries answered with --outage-status, without storing.",
+)
+@click.option(
+    "--latency",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds to wait before every answer.",
+)
+@click.option(
+    "--outage",
+    "outages",
+    multiple=True,
+    callback=_outages,
+    help="START:END seconds after start during which every delivery fails (repeatable).",
+)
+@click.option(
+    "--outage-status",
+    default=503,
+    show_default=True,
+    type=click.IntRange(400, 599),
+    help="Status of injected failures (503, or 429 with --retry-after).",
+)
+@click.option(
+    "--retry-after",
+    type=click.IntRange(min=0),
+    help="Send Retry-After: N seconds with injected failures.",
+)
+@click.option("--seed", default=1, show_default=True, type=int, help="Same seed, same failures.")
+@click.option("--duration", type=click.FloatRange(min=0), help="Stop after this many seconds.")
+def receiver(
+    host: str,
+    port: int,
+    port_file: Path | None,
+    secret: object,
+    db: Path | None,
+    dsn: str | None,
+    webhook_path: str,
+    tolerance: float,
+    fail_rate: float,
+    latency: float,
+    outages: object,
+    outage_status: int,
+    retry_after: int | None,
+    seed: int,
+    duration: float | None,
+) -> None:
+    """Receive signed webhook deliveries: verify, deduplicate, store; inject failures on request."""
+    from urllib.parse import urlsplit
+
+    from ivrstream import logs
+    from ivrstream.commands.receiver import serve
+    from ivrstream.receiver import Faults, Receiver
+
+    if (db is None) == (dsn is None):
+        raise click.UsageError("give exactly one of --db PATH or --dsn DSN")
+    if dsn is not None:
+        logs.register_secret(urlsplit(dsn).password)
+    assert isinstance(secret, bytes)
+    assert isinstance(outages, list)
+    try:
+        server = Receiver(
+            secret,
+            db=db,
+            dsn=dsn,
+            host=host,
+            port=port,
+            path=webhook_path,
+            tolerance=tolerance,
+            faults=Faults(
+                fail_rate=fail_rate,
+                latency=latency,
+                status=outage_status,
+                retry_after=retry_after,
+            ),
+            outages=outages,
+            seed=seed,
+        )
+        asyncio.run(serve(server, port_file=port_file, duration=duration))
+    except Exception as exc:
+        click.echo(f"ivrstream: receiver failed: {logs.REDACTOR.scrub(str(exc))}", err=True)
+        sys.exit(1)

@@ -1,7 +1,8 @@
 """Named hooks, the seed's event emitter done safely: a failing callback is logged, never fatal.
 
 Names: ``connected``, ``subscribed``, ``disconnected``, ``reconnecting``, ``gap``,
-``auth_failed``, ``max_reconnects``, ``quarantined``, ``schema_field``.
+``auth_failed``, ``max_reconnects``, ``quarantined``, ``schema_field``, ``dead_lettered``,
+``sink_disabled``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ NAMES = frozenset(
         "max_reconnects",
         "quarantined",
         "schema_field",
+        "dead_lettered",
+        "sink_disabled",
     }
 )
 

@@ -95,6 +95,17 @@ CREATE TABLE IF NOT EXISTS cursors(
     position INTEGER NOT NULL,
     updated_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS dead_letters(
+    id INTEGER PRIMARY KEY,
+    sink TEXT NOT NULL,
+    pos INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    error TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    failed_at INTEGER NOT NULL,
+    state TEXT NOT NULL DEFAULT 'dead',  -- dead | retry (queued by `journal dlq retry`)
+    UNIQUE(sink, pos)
+);
 """
 PAGE_SIZE = 65_536
 CHECKPOINT_INTERVAL = 1.0  # seconds between the checkpointer's passive checkpoints
@@ -140,6 +151,16 @@ class StreamMark:
     high_time: int | None
 
 
+@dataclass(frozen=True)
+class DeadLetterRow:
+    sink: str
+    pos: int
+    event_id: str
+    error: str
+    attempts: int
+    failed_at: int
+
+
 @dataclass
 class WriteBatch:
     """Everything one commit should make durable together."""
@@ -148,6 +169,9 @@ class WriteBatch:
     quarantine: list[QuarantineRow] = field(default_factory=list)
     gaps: list[GapRow] = field(default_factory=list)
     streams: dict[str, StreamMark] = field(default_factory=dict)
+    cursors: dict[str, int] = field(default_factory=dict)  # sink → last delivered position
+    dead_letters: list[DeadLetterRow] = field(default_factory=list)
+    redelivered: list[tuple[str, int]] = field(default_factory=list)  # (sink, pos) now delivered
     submitted: float = 0.0  # monotonic time the shell handed it over
     received: list[float] = field(default_factory=list)  # monotonic receive time per event
     event_times: list[int] = field(default_factory=list)  # server time (epoch ms) per event
@@ -156,7 +180,15 @@ class WriteBatch:
         return len(self.events)
 
     def empty(self) -> bool:
-        return not (self.events or self.quarantine or self.gaps or self.streams)
+        return not (
+            self.events
+            or self.quarantine
+            or self.gaps
+            or self.streams
+            or self.cursors
+            or self.dead_letters
+            or self.redelivered
+        )
 
 
 @dataclass
@@ -319,10 +351,30 @@ class JournalWriter:
                     )
                 for g in b.gaps:
                     _upsert_gap(db, g)
+                for d in b.dead_letters:
+                    db.execute(
+                        "INSERT INTO dead_letters(sink, pos, event_id, error, attempts, failed_at)"
+                        " VALUES (?,?,?,?,?,?) ON CONFLICT(sink, pos) DO UPDATE SET"
+                        " error=excluded.error, attempts=dead_letters.attempts+excluded.attempts,"
+                        " failed_at=excluded.failed_at, state='dead'",
+                        (d.sink, d.pos, d.event_id, d.error, d.attempts, d.failed_at),
+                    )
+                for sink, pos in b.redelivered:
+                    db.execute("DELETE FROM dead_letters WHERE sink = ? AND pos = ?", (sink, pos))
             marks: dict[str, StreamMark] = {}
+            cursors: dict[str, int] = {}
             for b in batches:
                 marks.update(b.streams)
+                for sink, position in b.cursors.items():
+                    cursors[sink] = max(position, cursors.get(sink, 0))
             now = _now_ms()
+            for sink, position in cursors.items():
+                db.execute(
+                    "INSERT INTO cursors(sink, position, updated_at) VALUES (?,?,?)"
+                    " ON CONFLICT(sink) DO UPDATE SET position=max(position, excluded.position),"
+                    " updated_at=excluded.updated_at",
+                    (sink, position, now),
+                )
             for mark in marks.values():
                 db.execute(
                     "INSERT INTO streams(stream, subscription_id, high, high_time, updated_at)"
@@ -440,6 +492,70 @@ class Journal:
 
     # -- reading events ------------------------------------------------------------------------
 
+    def cursors(self) -> dict[str, int]:
+        return dict(self.db.execute("SELECT sink, position FROM cursors"))
+
+    def deliveries_after(self, pos: int, limit: int) -> list[tuple[int, str, str, str, bytes]]:
+        """(pos, event_id, conversation_id, event_type, body) after ``pos``, in journal order."""
+        rows = self.db.execute(
+            "SELECT pos, event_id, conversation_id, event_type, body FROM events"
+            " WHERE pos > ? ORDER BY pos LIMIT ?",
+            (pos, limit),
+        )
+        return [(r[0], r[1], r[2] or "", r[3] or "", bytes(r[4])) for r in rows]
+
+    def deliveries_at(self, positions: list[int]) -> list[tuple[int, str, str, str, bytes]]:
+        out = []
+        for pos in positions:
+            r = self.db.execute(
+                "SELECT pos, event_id, conversation_id, event_type, body FROM events WHERE pos = ?",
+                (pos,),
+            ).fetchone()
+            if r is not None:
+                out.append((r[0], r[1], r[2] or "", r[3] or "", bytes(r[4])))
+        return out
+
+    def event_time_at(self, pos: int) -> str | None:
+        row = self.db.execute("SELECT event_time FROM events WHERE pos = ?", (pos,)).fetchone()
+        return None if row is None else row[0]
+
+    def dead_letters(
+        self, sink: str | None = None, state: str | None = None, limit: int = 1_000
+    ) -> list[dict[str, Any]]:
+        sql = (
+            "SELECT id, sink, pos, event_id, error, attempts, failed_at, state FROM dead_letters"
+            " WHERE 1=1"
+        )
+        args: list[Any] = []
+        if sink is not None:
+            sql += " AND sink = ?"
+            args.append(sink)
+        if state is not None:
+            sql += " AND state = ?"
+            args.append(state)
+        sql += " ORDER BY pos LIMIT ?"
+        args.append(limit)
+        keys = ("id", "sink", "pos", "event_id", "error", "attempts", "failed_at", "state")
+        return [dict(zip(keys, row, strict=True)) for row in self.db.execute(sql, args)]
+
+    def queue_dead_letters(self, sink: str | None = None) -> int:
+        """Mark dead letters for another delivery attempt (the sink's dispatcher picks them up)."""
+        sql = "UPDATE dead_letters SET state = 'retry' WHERE state = 'dead'"
+        args: tuple[str, ...] = ()
+        if sink is not None:
+            sql += " AND sink = ?"
+            args = (sink,)
+        return self.db.execute(sql, args).rowcount
+
+    def purge_dead_letters(self, sink: str | None = None) -> int:
+        """Forget dead letters for good (the events stay in the journal)."""
+        sql = "DELETE FROM dead_letters"
+        args: tuple[str, ...] = ()
+        if sink is not None:
+            sql += " WHERE sink = ?"
+            args = (sink,)
+        return self.db.execute(sql, args).rowcount
+
     def read_after(self, pos: int, limit: int = 1_000) -> list[tuple[int, bytes]]:
         """Up to ``limit`` (pos, canonical event JSON) after ``pos``, in journal order."""
         rows = self.db.execute(
@@ -503,6 +619,18 @@ class Journal:
             db.execute("SELECT reason, count(*) FROM quarantine GROUP BY reason ORDER BY 2 DESC")
         )
         gaps = dict(db.execute("SELECT state, count(*) FROM gaps GROUP BY state"))
+        cursors = self.cursors()
+        newest = self.last_pos()
+        sinks = {
+            sink: {
+                "position": position,
+                "backlog": max(0, newest - position),
+                "dead_letters": db.execute(
+                    "SELECT count(*) FROM dead_letters WHERE sink = ?", (sink,)
+                ).fetchone()[0],
+            }
+            for sink, position in cursors.items()
+        }
         streams = {
             m.stream: {"subscription_id": m.subscription_id, "high": m.high}
             for m in self.streams().values()
@@ -521,6 +649,7 @@ class Journal:
             "quarantine_reasons": quarantine,
             "gaps": gaps,
             "streams": streams,
+            "sinks": sinks,
         }
 
 

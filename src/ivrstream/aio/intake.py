@@ -399,6 +399,11 @@ class Intake:
             self._backlogged = True
         self._writer.submit(batch)
 
+    def submit(self, batch: WriteBatch) -> None:
+        """Hand a batch that is not intake's own (sink cursors, dead letters) to the writer."""
+        if self._writer is not None and not batch.empty():
+            self._writer.submit(batch)
+
     @property
     def backlogged(self) -> bool:
         """True while more events wait for the disk than ``max_pending``: stop reading."""

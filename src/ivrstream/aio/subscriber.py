@@ -13,6 +13,7 @@ import contextlib
 import logging
 import random
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from types import TracebackType
 from typing import Any
 
@@ -20,14 +21,17 @@ import aiohttp
 import msgspec
 
 from ivrstream import config as configuration
+from ivrstream import sinks
 from ivrstream.aio.auth import TokenManager, jwt_signer
+from ivrstream.aio.dispatcher import Dispatcher
 from ivrstream.aio.eventstreams import EventStreamsSource
 from ivrstream.aio.intake import Intake
+from ivrstream.aio.reader import JournalReader
 from ivrstream.clock import Clock, SystemClock
 from ivrstream.config import Config
 from ivrstream.errors import ConfigError
 from ivrstream.hooks import Hooks
-from ivrstream.journal import open_journal
+from ivrstream.journal import Journal
 from ivrstream.logs import register_secret
 from ivrstream.models import InteractionEvent
 from ivrstream.protocol.auth import AuthPolicy, ClientCredentials, Grant, JwtBearer
@@ -77,6 +81,11 @@ class Subscriber:
         )
         self.tokens: TokenManager | None = None
         self.source: EventStreamsSource | None = None
+        self.dispatchers = [
+            Dispatcher(sink, settings, self.intake, self.clock, self.rng, self.hooks)
+            for sink, settings in sinks.build(config, self.clock)
+        ]
+        self._deliveries: list[asyncio.Task[None]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._run: asyncio.Task[None] | None = None
         self.start_pos = 0
@@ -115,11 +124,23 @@ class Subscriber:
         )
         self._run = asyncio.ensure_future(self.source.run())
         self._tasks.append(asyncio.ensure_future(self.tokens.keep_fresh()))
+        # sinks drain the journal whatever the source is doing (even unable to connect)
+        self._deliveries = [asyncio.ensure_future(d.run()) for d in self.dispatchers]
 
     async def stop(self) -> None:
-        """Close the socket (1000), commit what was received, close the journal."""
+        """Close the socket (1000), stop delivering, commit what was received and the sinks'
+        cursors, close the journal."""
         if self.source is not None:
             await self.source.stop()
+        for task in self._deliveries:
+            task.cancel()
+        for task in self._deliveries:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._deliveries.clear()
+        for dispatcher in self.dispatchers:
+            with contextlib.suppress(Exception):
+                await dispatcher.sink.close()
         for task in [*self._tasks, *([self._run] if self._run else [])]:
             if not task.done():
                 task.cancel()
@@ -161,10 +182,10 @@ class Subscriber:
         this subscriber started), in journal order, as they are committed."""
         position = self.start_pos if after is None else after
         decoder = msgspec.json.Decoder(InteractionEvent)
-        journal = await asyncio.to_thread(open_journal, self.intake.path)
+        reader = JournalReader(self.intake.path)
         try:
             while True:
-                rows = await asyncio.to_thread(journal.read_after, position, 1_000)
+                rows = await reader.call(partial(Journal.read_after, pos=position, limit=1_000))
                 if not rows:
                     if not await self._wait_for_more(position):
                         return
@@ -173,7 +194,7 @@ class Subscriber:
                     position = pos
                     yield decoder.decode(body)
         finally:
-            journal.close()
+            reader.close()
 
     async def _wait_for_more(self, position: int) -> bool:
         """Wait for commits after ``position``; False once the source has ended quietly."""
@@ -196,4 +217,5 @@ class Subscriber:
             "source": self.source.statistics() if self.source else None,
             "intake": self.intake.statistics(),
             "auth": self.tokens.statistics() if self.tokens else None,
+            "sinks": {d.name: d.statistics() for d in self.dispatchers},
         }

@@ -90,3 +90,42 @@ def render_quarantine(entries: list[dict[str, Any]], console: Console) -> None:
 
 def stdout_bytes() -> IO[bytes]:
     return sys.stdout.buffer
+
+
+def dead_letters(path: str, sink: str | None, limit: int) -> list[dict[str, Any]]:
+    with open_journal(path) as journal:
+        entries = journal.dead_letters(sink, limit=limit)
+    for entry in entries:
+        entry["failed_at"] = _when(entry["failed_at"])
+    return entries
+
+
+def render_dead_letters(entries: list[dict[str, Any]], console: Console) -> None:
+    if not entries:
+        console.print("no dead letters")
+        return
+    table = Table(title="dead letters (oldest first)", title_justify="left")
+    for column in ("sink", "pos", "event id", "tries", "failed", "state", "error"):
+        table.add_column(column, overflow="fold")
+    for e in entries:
+        table.add_row(
+            e["sink"],
+            str(e["pos"]),
+            e["event_id"],
+            str(e["attempts"]),
+            e["failed_at"],
+            e["state"],
+            e["error"],
+        )
+    console.print(table)
+
+
+def retry_dead_letters(path: str, sink: str | None) -> int:
+    """Queue dead letters for another try; the running service's dispatcher delivers them."""
+    with open_journal(path, readonly=False) as journal:
+        return journal.queue_dead_letters(sink)
+
+
+def purge_dead_letters(path: str, sink: str | None) -> int:
+    with open_journal(path, readonly=False) as journal:
+        return journal.purge_dead_letters(sink)

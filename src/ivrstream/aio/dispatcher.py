@@ -1,0 +1,242 @@
+"""One dispatcher per sink: read the journal after the sink's cursor, deliver, move the cursor.
+
+Rules this module keeps:
+
+- Events leave a sink's backlog only when the sink confirmed them (``ok``); the cursor advances
+  in the same journal transaction that records any dead letters of that stretch. A restart
+  resumes from the cursor; what was delivered but not yet recorded is delivered again, and
+  the sink's idempotence on the event id makes that harmless.
+- Events are split into ``lanes`` by conversation (CRC-32 of the conversation id), so one
+  conversation's events always travel in journal order through one lane, while lanes deliver
+  in parallel. A stretch of the journal is finished when every lane has finished it.
+- ``retry``: exponential backoff with full jitter, never sooner than a ``Retry-After``; after
+  ``max_attempts`` the batch's events are dead-lettered with the last error and the stream moves
+  on. ``reject``: the batch is halved until the events at fault are found; only those are
+  dead-lettered. ``gone``: the sink is disabled, loudly, and its cursor stays where it is.
+- A dispatcher never touches intake's flow: a slow or failing sink only grows its own backlog.
+- Dead letters queued by ``ivrstream journal dlq retry`` are delivered again (out of order —
+  they are late by nature) and removed once confirmed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import zlib
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from ivrstream.aio.intake import Intake
+from ivrstream.aio.reader import JournalReader
+from ivrstream.clock import Clock
+from ivrstream.config import SinkSettings
+from ivrstream.hooks import Hooks
+from ivrstream.journal import DeadLetterRow, Journal, WriteBatch
+from ivrstream.protocol.backoff import ceiling, jittered
+from ivrstream.sinks.base import Delivery, Outcome, Sink, Verdict
+
+log = logging.getLogger("ivrstream.delivery")
+DEAD_LETTER_POLL = 1.0  # seconds between looks at the dead-letter retry queue
+
+
+class SinkGone(Exception):
+    """The destination said it no longer exists (HTTP 410)."""
+
+
+@dataclass
+class DispatchStats:
+    delivered: int = 0  # events confirmed by the sink
+    duplicates: int = 0  # of those, events the sink already had
+    retries: int = 0  # delivery attempts that will be tried again
+    dead_lettered: int = 0
+    batches: int = 0
+    redelivered: int = 0  # dead letters delivered on a later try
+
+
+class Dispatcher:
+    """Moves one sink's cursor through the journal. Run :meth:`run` as a task."""
+
+    def __init__(
+        self,
+        sink: Sink,
+        settings: SinkSettings,
+        intake: Intake,
+        clock: Clock,
+        rng: random.Random,
+        hooks: Hooks,
+    ) -> None:
+        self.sink = sink
+        self.name = sink.name
+        self.settings = settings
+        self.intake = intake
+        self.clock = clock
+        self.rng = rng
+        self.hooks = hooks
+        self.stats = DispatchStats()
+        self.position = 0
+        self.state = "starting"
+        self.last_error: str | None = None
+        self.dead_letter_poll = DEAD_LETTER_POLL
+        self._journal: JournalReader | None = None
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Deliver until cancelled, or until the sink is gone."""
+        await self.sink.start()
+        self._journal = reader = JournalReader(self.intake.path)
+        try:
+            self.position = (await reader.call(Journal.cursors)).get(self.name, 0)
+            log.info("sink %s: delivering after journal position %d", self.name, self.position)
+            last_dead_letter_look = float("-inf")
+            while True:
+                now = self.clock.monotonic()
+                if now - last_dead_letter_look >= self.dead_letter_poll:
+                    last_dead_letter_look = now
+                    await self._redeliver_queued()
+                limit = self.settings.batch_max * self.settings.lanes
+                rows = await reader.call(
+                    partial(Journal.deliveries_after, pos=self.position, limit=limit)
+                )
+                if not rows:
+                    self.state = "idle"
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(
+                            self.intake.wait_committed(self.position), self.dead_letter_poll
+                        )
+                    continue
+                self.state = "delivering"
+                deliveries = [Delivery(*row) for row in rows]
+                dead = await self._deliver_stretch(deliveries)
+                self.position = deliveries[-1].pos
+                self.intake.submit(
+                    WriteBatch(cursors={self.name: self.position}, dead_letters=dead)
+                )
+        except SinkGone as exc:
+            self.state = "disabled"
+            self.last_error = str(exc)
+            log.error(
+                "sink %s is DISABLED: the destination says it is gone (%s); its events stay in"
+                " the journal after position %d — fix the destination and restart",
+                self.name,
+                exc,
+                self.position,
+            )
+            self.hooks.emit("sink_disabled", sink=self.name, error=str(exc))
+        finally:
+            self._journal = None
+            reader.close()
+
+    async def _deliver_stretch(self, deliveries: list[Delivery]) -> list[DeadLetterRow]:
+        lanes: list[list[Delivery]] = [[] for _ in range(max(1, self.settings.lanes))]
+        for delivery in deliveries:
+            lanes[zlib.crc32(delivery.conversation_id.encode()) % len(lanes)].append(delivery)
+        results = await asyncio.gather(*(self._deliver_lane(lane) for lane in lanes if lane))
+        return [dead for lane_dead in results for dead in lane_dead]
+
+    async def _deliver_lane(self, lane: list[Delivery]) -> list[DeadLetterRow]:
+        dead: list[DeadLetterRow] = []
+        size = self.settings.batch_max
+        for start in range(0, len(lane), size):
+            dead.extend(await self._deliver(lane[start : start + size]))
+        return dead
+
+    async def _deliver(self, batch: list[Delivery]) -> list[DeadLetterRow]:
+        """Deliver one batch, retrying; returns the dead letters it leaves behind."""
+        attempts = 0
+        while True:
+            attempts += 1
+            outcome = await self._attempt(batch)
+            if outcome.verdict is Verdict.OK:
+                self.stats.batches += 1
+                self.stats.delivered += len(batch)
+                self.stats.duplicates += outcome.duplicates
+                return []
+            self.last_error = outcome.error
+            if outcome.verdict is Verdict.GONE:
+                raise SinkGone(outcome.error)
+            if outcome.verdict is Verdict.REJECT:
+                if len(batch) == 1:
+                    return self._dead(batch, outcome.error, attempts)
+                half = len(batch) // 2  # find the events at fault; keep the order
+                return [*await self._deliver(batch[:half]), *await self._deliver(batch[half:])]
+            self.stats.retries += 1
+            if attempts >= self.settings.max_attempts:
+                return self._dead(
+                    batch, f"gave up after {attempts} tries: {outcome.error}", attempts
+                )
+            delay = self.rng.uniform(
+                0.0, ceiling(self.settings.retry_base, self.settings.retry_cap, attempts - 1)
+            )
+            if outcome.retry_after is not None:
+                delay = max(delay, jittered(outcome.retry_after, self.rng))
+            self.state = "retrying"
+            log.warning(
+                "sink %s: %d events not delivered (%s); retry %d in %.2fs",
+                self.name,
+                len(batch),
+                outcome.error,
+                attempts,
+                delay,
+            )
+            await self.clock.sleep(delay)
+            self.state = "delivering"
+
+    async def _attempt(self, batch: list[Delivery]) -> Outcome:
+        try:
+            return await self.sink.deliver(batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a sink bug must not end delivery for good: try again later
+            log.exception("sink %s raised while delivering", self.name)
+            return Outcome.retry(f"{type(exc).__name__}: {exc}")
+
+    def _dead(self, batch: list[Delivery], error: str, attempts: int) -> list[DeadLetterRow]:
+        self.stats.dead_lettered += len(batch)
+        now = round(self.clock.time() * 1000)
+        log.error("sink %s: %d events dead-lettered: %s", self.name, len(batch), error)
+        for delivery in batch:
+            self.hooks.emit(
+                "dead_lettered", sink=self.name, event_id=delivery.event_id, error=error
+            )
+        return [DeadLetterRow(self.name, d.pos, d.event_id, error, attempts, now) for d in batch]
+
+    async def _redeliver_queued(self) -> None:
+        reader = self._journal
+        assert reader is not None
+        queued = await reader.call(lambda j: j.dead_letters(self.name, "retry", 1_000))
+        if not queued:
+            return
+        positions = [q["pos"] for q in queued]
+        rows = await reader.call(lambda j: j.deliveries_at(positions))
+        deliveries = [Delivery(*row) for row in rows]
+        log.info("sink %s: delivering %d dead letters again", self.name, len(deliveries))
+        dead = await self._deliver_lane(deliveries)
+        failed = {d.pos for d in dead}
+        done = [(self.name, d.pos) for d in deliveries if d.pos not in failed]
+        self.stats.redelivered += len(done)
+        self.intake.submit(WriteBatch(dead_letters=dead, redelivered=done))
+
+    # -- introspection --------------------------------------------------------------------------
+
+    def statistics(self) -> dict[str, Any]:
+        backlog = max(0, self.intake.last_pos - self.position)
+        return {
+            "state": self.state,
+            "position": self.position,
+            "backlog": backlog,
+            "last_error": self.last_error,
+            **vars(self.stats),
+            "sink": self.sink.statistics(),
+        }
+
+    async def oldest_undelivered(self) -> str | None:
+        """Event time of the oldest event this sink has not confirmed (None: caught up)."""
+        reader = self._journal
+        if reader is None or self.intake.last_pos <= self.position:
+            return None
+        following = self.position + 1
+        return await reader.call(lambda j: j.event_time_at(following))
