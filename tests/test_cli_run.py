@@ -218,3 +218,107 @@ def test_journal_commands_on_a_missing_journal_exit_2(tmp_path):
     result = run_cli("journal", "stats", "--journal", str(tmp_path / "none.db"))
     assert result.returncode == 2
     assert "no journal" in result.stderr
+
+
+def cursors(journal: Path) -> dict[str, int]:
+    if not journal.exists():
+        return {}
+    db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
+    try:
+        return dict(db.execute("SELECT sink, position FROM cursors"))
+    except sqlite3.OperationalError:
+        return {}
+    finally:
+        db.close()
+
+
+def last_position(journal: Path) -> int:
+    db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
+    try:
+        return int(db.execute("SELECT coalesce(max(pos), 0) FROM events").fetchone()[0])
+    finally:
+        db.close()
+
+
+async def test_sigkill_during_delivery_to_every_sink_loses_and_repeats_nothing(
+    emulator_factory, tmp_path, postgres_dsn, nats_url
+):
+    import uuid
+
+    from ivrstream.receiver import Receiver
+    from tests.aio.sinks_support import (
+        delete_stream,
+        jsonl_ids,
+        nats_ids,
+        postgres_ids,
+        receiver_ids,
+    )
+    from tests.aio.support import journal_events
+
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    stream = f"IVR_{uuid.uuid4().hex[:8].upper()}"
+    journal = tmp_path / "journal.db"
+    config = tmp_path / "ivrstream.toml"
+    sinks = {"webhook", "postgres", "nats", "jsonl"}
+    async with (
+        emulator_factory(rate=100, time_scale=1000) as emu,
+        Receiver(secret=secret, db=tmp_path / "received.db") as receiver,
+    ):
+        config.write_text(
+            f"""
+[reconnect]
+base = 0.05
+cap = 0.5
+[sinks.webhook]
+url = "{receiver.url}"
+retry_base = 0.02
+retry_cap = 0.2
+batch_max = 50
+[sinks.postgres]
+dsn = "{postgres_dsn}"
+batch_max = 50
+[sinks.nats]
+servers = ["{nats_url}"]
+stream = "{stream}"
+subject_prefix = "t{stream.lower()}.events"
+batch_max = 50
+[sinks.jsonl]
+path = "{tmp_path / "events.jsonl"}"
+batch_max = 50
+"""
+        )
+        try:
+            for _ in range(4):
+                proc = await start_run(emu, journal, "--config", str(config), WEBHOOK_SECRET=secret)
+                floor = min(cursors(journal).values(), default=0)
+                # kill once every sink has moved on: deliveries are in flight at that moment
+                await until(
+                    lambda floor=floor: (
+                        set(cursors(journal)) == sinks
+                        and min(cursors(journal).values()) >= floor + 200
+                    ),
+                    within=30,
+                )
+                proc.kill()
+                assert await proc.wait() == -signal.SIGKILL
+            emu.world.paused = True
+            proc = await start_run(emu, journal, "--config", str(config), WEBHOOK_SECRET=secret)
+            assigned = max(e["seq"] for e in emu.ledger.entries("assigned"))
+            await until(lambda: _high(journal) >= assigned, within=30)
+            await until(lambda: min(cursors(journal).values()) >= last_position(journal), within=30)
+            proc.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(proc.wait(), 10) == 0
+            report = assert_matches_ledger(journal, emu)
+            expected = {e["event_id"] for e in journal_events(journal)}
+            stores = [
+                await receiver_ids(receiver),
+                jsonl_ids(tmp_path / "events.jsonl"),
+                await postgres_ids(postgres_dsn),
+                await nats_ids(nats_url, stream),
+            ]
+        finally:
+            await delete_stream(nats_url, stream)
+    assert report["missing"] == 0
+    assert len(expected) == report["events"]
+    for stored in stores:
+        stored.assert_once_each(expected)
