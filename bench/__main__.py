@@ -7,7 +7,7 @@ import sys
 
 from bench.report import write_report
 
-BENCHMARKS = ["emulator_fast", "intake"]
+BENCHMARKS = ["emulator_fast", "intake", "delivery"]
 
 
 def main() -> None:

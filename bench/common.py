@@ -23,18 +23,35 @@ RESULTS = ROOT / "docs" / "bench-results"
 @contextlib.contextmanager
 def emulator_process(*args: str) -> Iterator[str]:
     """Run ``ivrstream emulator`` on 127.0.0.1 port 0 in its own process; yield its base URL."""
+    with ivrstream_process("emulator", *args) as base_url:
+        yield base_url
+
+
+@contextlib.contextmanager
+def receiver_process(secret: str, db: Path) -> Iterator[str]:
+    """Run ``ivrstream receiver`` (SQLite store) in its own process; yield its webhook URL."""
+    env = {**os.environ, "WEBHOOK_SECRET": secret}
+    with ivrstream_process("receiver", "--db", str(db), env=env) as base_url:
+        yield f"{base_url}/webhook"
+
+
+@contextlib.contextmanager
+def ivrstream_process(command: str, *args: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Run an ``ivrstream`` server command on 127.0.0.1 port 0; yield its base URL."""
     with tempfile.TemporaryDirectory() as tmp:
         port_file = Path(tmp) / "port"
         proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "ivrstream", "emulator", "--port-file", str(port_file), *args],
+            [sys.executable, "-m", "ivrstream", command, "--port-file", str(port_file), *args],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            env=env,
         )
         try:
             deadline = time.monotonic() + 30
             while not port_file.exists() or not port_file.read_text().strip():
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"emulator did not start: {proc.stderr.read().decode()}")
+                    assert proc.stderr is not None
+                    raise RuntimeError(f"{command} did not start: {proc.stderr.read().decode()}")
                 time.sleep(0.02)
             yield f"http://127.0.0.1:{port_file.read_text().strip()}"
         finally:

@@ -8,7 +8,8 @@ Rules this module keeps:
   the sink's idempotence on the event id makes that harmless.
 - Events are split into ``lanes`` by conversation (CRC-32 of the conversation id), so one
   conversation's events always travel in journal order through one lane, while lanes deliver
-  in parallel. A stretch of the journal is finished when every lane has finished it.
+  in parallel and the journal is read ahead of them. The cursor passes a stretch of the journal
+  only when every lane has finished with it.
 - ``retry``: exponential backoff with full jitter, never sooner than a ``Retry-After``; after
   ``max_attempts`` the batch's events are dead-lettered with the last error and the stream moves
   on. ``reject``: the batch is halved until the events at fault are found; only those are
@@ -25,7 +26,8 @@ import contextlib
 import logging
 import random
 import zlib
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -44,6 +46,15 @@ DEAD_LETTER_POLL = 1.0  # seconds between looks at the dead-letter retry queue
 
 class SinkGone(Exception):
     """The destination said it no longer exists (HTTP 410)."""
+
+
+@dataclass
+class _Stretch:
+    """Events read together; the cursor passes them only when every lane is done with them."""
+
+    end: int  # journal position of the last event
+    outstanding: int
+    dead: list[DeadLetterRow] = field(default_factory=list)
 
 
 @dataclass
@@ -80,6 +91,8 @@ class Dispatcher:
         self.state = "starting"
         self.last_error: str | None = None
         self.dead_letter_poll = DEAD_LETTER_POLL
+        self._stretches: deque[_Stretch] = deque()
+        self._moved = asyncio.Event()  # set (and replaced) whenever the cursor moves
         self._journal: JournalReader | None = None
 
     # -- the loop -------------------------------------------------------------------------------
@@ -88,54 +101,98 @@ class Dispatcher:
         """Deliver until cancelled, or until the sink is gone."""
         await self.sink.start()
         self._journal = reader = JournalReader(self.intake.path)
+        lanes = max(1, self.settings.lanes)
+        # each lane holds at most two stretches' shares: reading stays a little ahead
+        queues: list[asyncio.Queue[tuple[list[Delivery], _Stretch]]] = [
+            asyncio.Queue(maxsize=2) for _ in range(lanes)
+        ]
         try:
             self.position = (await reader.call(Journal.cursors)).get(self.name, 0)
             log.info("sink %s: delivering after journal position %d", self.name, self.position)
-            last_dead_letter_look = float("-inf")
-            while True:
-                now = self.clock.monotonic()
-                if now - last_dead_letter_look >= self.dead_letter_poll:
-                    last_dead_letter_look = now
-                    await self._redeliver_queued()
-                limit = self.settings.batch_max * self.settings.lanes
-                rows = await reader.call(
-                    partial(Journal.deliveries_after, pos=self.position, limit=limit)
-                )
-                if not rows:
-                    self.state = "idle"
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(
-                            self.intake.wait_committed(self.position), self.dead_letter_poll
-                        )
-                    continue
-                self.state = "delivering"
-                deliveries = [Delivery(*row) for row in rows]
-                dead = await self._deliver_stretch(deliveries)
-                self.position = deliveries[-1].pos
-                self.intake.submit(
-                    WriteBatch(cursors={self.name: self.position}, dead_letters=dead)
-                )
-        except SinkGone as exc:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._read(reader, queues))
+                for queue in queues:
+                    group.create_task(self._lane(queue))
+        except* SinkGone as gone:
+            error = str(gone.exceptions[0])
             self.state = "disabled"
-            self.last_error = str(exc)
+            self.last_error = error
             log.error(
                 "sink %s is DISABLED: the destination says it is gone (%s); its events stay in"
                 " the journal after position %d — fix the destination and restart",
                 self.name,
-                exc,
+                error,
                 self.position,
             )
-            self.hooks.emit("sink_disabled", sink=self.name, error=str(exc))
+            self.hooks.emit("sink_disabled", sink=self.name, error=error)
         finally:
             self._journal = None
             reader.close()
 
-    async def _deliver_stretch(self, deliveries: list[Delivery]) -> list[DeadLetterRow]:
-        lanes: list[list[Delivery]] = [[] for _ in range(max(1, self.settings.lanes))]
-        for delivery in deliveries:
-            lanes[zlib.crc32(delivery.conversation_id.encode()) % len(lanes)].append(delivery)
-        results = await asyncio.gather(*(self._deliver_lane(lane) for lane in lanes if lane))
-        return [dead for lane_dead in results for dead in lane_dead]
+    async def _read(
+        self, reader: JournalReader, queues: list[asyncio.Queue[tuple[list[Delivery], _Stretch]]]
+    ) -> None:
+        """Read stretches of the journal ahead of delivery and hand each event to its lane."""
+        read_to = self.position
+        last_dead_letter_look = float("-inf")
+        limit = self.settings.batch_max * len(queues)
+        while True:
+            now = self.clock.monotonic()
+            if now - last_dead_letter_look >= self.dead_letter_poll:
+                last_dead_letter_look = now
+                await self._redeliver_queued()
+            rows = await reader.call(partial(Journal.deliveries_after, pos=read_to, limit=limit))
+            if not rows:
+                if not self._stretches:
+                    self.state = "idle"
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self.intake.wait_committed(read_to), self.dead_letter_poll
+                    )
+                continue
+            if self.state == "idle" or self.state == "starting":
+                self.state = "delivering"
+            stretch = _Stretch(end=rows[-1][0], outstanding=len(rows))
+            self._stretches.append(stretch)
+            read_to = stretch.end
+            split: list[list[Delivery]] = [[] for _ in queues]
+            for row in rows:
+                split[zlib.crc32(row[2].encode()) % len(queues)].append(Delivery(*row))
+            for queue, share in zip(queues, split, strict=True):
+                if share:
+                    await queue.put((share, stretch))  # waits while the lane is full
+
+    async def _lane(self, queue: asyncio.Queue[tuple[list[Delivery], _Stretch]]) -> None:
+        """Deliver one lane's share of each stretch, in order, ``batch_max`` at a time."""
+        size = self.settings.batch_max
+        while True:
+            share, stretch = await queue.get()
+            for start in range(0, len(share), size):
+                batch = share[start : start + size]
+                dead = await self._deliver(batch)
+                stretch.outstanding -= len(batch)
+                stretch.dead.extend(dead)
+                self._advance()
+
+    def _advance(self) -> None:
+        """Move the cursor over every finished stretch, in order, and record it."""
+        dead: list[DeadLetterRow] = []
+        moved = False
+        while self._stretches and self._stretches[0].outstanding == 0:
+            stretch = self._stretches.popleft()
+            self.position = stretch.end
+            dead.extend(stretch.dead)
+            moved = True
+        if moved:
+            self.intake.submit(WriteBatch(cursors={self.name: self.position}, dead_letters=dead))
+            self._moved.set()
+            self._moved = asyncio.Event()
+
+    async def wait_delivered(self, position: int) -> None:
+        """Wait until this sink has confirmed (or dead-lettered) every event up to
+        ``position``."""
+        while self.position < position:
+            await self._moved.wait()
 
     async def _deliver_lane(self, lane: list[Delivery]) -> list[DeadLetterRow]:
         dead: list[DeadLetterRow] = []

@@ -61,15 +61,18 @@ class Subscriber:
         clock: Clock | None = None,
         rng: random.Random | None = None,
         session: aiohttp.ClientSession | None = None,
+        connect: bool = True,
     ) -> None:
-        if config.source != "eventstreams":
+        """``connect=False``: deliver what the journal holds to the sinks, without a source."""
+        if connect and config.source != "eventstreams":
             raise ConfigError("source", f"{config.source!r} is not available yet")
         self.config = config
+        self.connect = connect
         self.clock = clock or SystemClock()
         self.rng = rng or random.Random()
         self.hooks = Hooks()
-        self.endpoints = configuration.endpoints(config)
-        self.grant = grant_for(config, self.endpoints.token_url)
+        self.endpoints = configuration.endpoints(config) if connect else None
+        self.grant = grant_for(config, self.endpoints.token_url) if self.endpoints else None
         self._session = session
         self._own_session = session is None
         self.intake = Intake(
@@ -102,6 +105,10 @@ class Subscriber:
             self._session = aiohttp.ClientSession()
         await self.intake.open()
         self.start_pos = self.intake.last_pos
+        # sinks drain the journal whatever the source is doing (even unable to connect)
+        self._deliveries = [asyncio.ensure_future(d.run()) for d in self.dispatchers]
+        if self.endpoints is None or self.grant is None:
+            return
         self.tokens = TokenManager(
             self.grant,
             self.endpoints.token_url,
@@ -124,8 +131,6 @@ class Subscriber:
         )
         self._run = asyncio.ensure_future(self.source.run())
         self._tasks.append(asyncio.ensure_future(self.tokens.keep_fresh()))
-        # sinks drain the journal whatever the source is doing (even unable to connect)
-        self._deliveries = [asyncio.ensure_future(d.run()) for d in self.dispatchers]
 
     async def stop(self) -> None:
         """Close the socket (1000), stop delivering, commit what was received and the sinks'
@@ -157,7 +162,9 @@ class Subscriber:
     async def wait(self) -> None:
         """Until the source ends: re-raises why it stopped (a refused subscription, bad
         credentials, a reconnect budget used up)."""
-        assert self._run is not None, "start() first"
+        if self._run is None:  # delivering only: until stopped
+            await asyncio.Event().wait()
+            return
         await asyncio.shield(self._run)
 
     async def __aenter__(self) -> Subscriber:
