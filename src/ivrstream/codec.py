@@ -63,6 +63,11 @@ class Rejected:
 _SECONDS: dict[str, int] = {}  # "2026-05-01T10:00:56" → epoch seconds (bounded below)
 
 
+def _no_extensions(code: int, data: memoryview) -> object:
+    """MessagePack extension values have no JSON form: refuse the frame while decoding."""
+    raise ValueError(f"MessagePack extension type {code} is not supported")
+
+
 def parse_timestamp_ms(text: str) -> int | None:
     """ISO-8601 with a zone → epoch ms; the common ``…:SS.mmmZ`` form takes a cached path."""
     if len(text) == 24 and text[19] == "." and text[23] == "Z" and text[20:23].isdigit():
@@ -90,9 +95,9 @@ class FrameDecoder:
 
     def __init__(self, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> None:
         self.max_frame_bytes = max_frame_bytes
-        self._strict_msgpack = msgspec.msgpack.Decoder(_StrictFrame)
+        self._strict_msgpack = msgspec.msgpack.Decoder(_StrictFrame, ext_hook=_no_extensions)
         self._strict_json = msgspec.json.Decoder(_StrictFrame)
-        self._any_msgpack = msgspec.msgpack.Decoder()
+        self._any_msgpack = msgspec.msgpack.Decoder(ext_hook=_no_extensions)
         self._any_json = msgspec.json.Decoder()
         self.field_counts: Counter[str] = Counter()  # extra top-level field → frames seen
         self._announced: set[str] = set()

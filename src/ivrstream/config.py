@@ -10,6 +10,7 @@ field; secrets never appear in messages or in :func:`redacted`.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,7 +22,8 @@ import msgspec
 from ivrstream.errors import ConfigError
 from ivrstream.regions import domain_for
 
-SECRET_FIELDS = frozenset({"client_secret"})
+SECRET_FIELDS = frozenset({"client_secret", "secret", "key"})
+_URL_PASSWORD = re.compile(r"(://[^:/@]+:)[^@/]*@")  # user:password@host → user:[redacted]@host
 
 
 class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -119,6 +121,29 @@ class SinksSettings(_Section):
     jsonl: JsonlSettings | None = None
 
 
+class PrivacyRule(_Section):
+    path: str  # dotted path inside the event's data: "ani", "attributes.*", "**.email"
+    action: Literal["keep", "mask", "hash", "drop"]
+    keep_last: int = 4  # digits a "mask" keeps
+
+
+class PrivacySettings(_Section):
+    """Caller privacy, applied before anything is stored (journal, sinks, audit, quarantine)."""
+
+    enabled: bool = True
+    key_file: str | None = None  # HMAC key for "hash"; default: <journal path>.privacy-key
+    rules: list[PrivacyRule] | None = None  # None: the defaults (caller numbers hashed)
+    scan_cards: bool = True  # mask anything that looks like a payment card number
+
+
+class AuditSettings(_Section):
+    directory: str | None = None  # where audit-*.jsonl files go; None: no audit trail
+    max_bytes: int = 64 * 1024 * 1024  # rotate a file beyond this size (and every UTC day)
+    fsync_interval: float = 1.0  # seconds; records are flushed per batch
+    checkpoint_interval: float = 3600.0  # a checkpoint at least this often
+    signing_key_file: str | None = None  # Ed25519 PEM (or IVRSTREAM_AUDIT_KEY); None: unsigned
+
+
 class Config(_Section):
     source: Literal["eventstreams", "notifications"] = "eventstreams"
     genesys: GenesysSettings = msgspec.field(default_factory=GenesysSettings)
@@ -127,6 +152,8 @@ class Config(_Section):
     ordering: OrderingSettings = msgspec.field(default_factory=OrderingSettings)
     journal: JournalSettings = msgspec.field(default_factory=JournalSettings)
     sinks: SinksSettings = msgspec.field(default_factory=SinksSettings)
+    privacy: PrivacySettings = msgspec.field(default_factory=PrivacySettings)
+    audit: AuditSettings = msgspec.field(default_factory=AuditSettings)
 
 
 ENVIRONMENT = {
@@ -284,11 +311,19 @@ def client_id(config: Config) -> str:
 
 
 def redacted(config: Config) -> dict[str, Any]:
-    """The configuration as a dict with every secret replaced (safe to print or hash)."""
+    """The configuration as a dict with every secret replaced (safe to print, log or hash):
+    secret fields, and passwords inside URLs and DSNs."""
     data: dict[str, Any] = msgspec.to_builtins(config)
-    for section in data.values():
-        if isinstance(section, dict):
-            for key in SECRET_FIELDS & section.keys():
-                if section[key]:
-                    section[key] = "[redacted]"
-    return data
+    return _redact(data)  # type: ignore[no-any-return]
+
+
+def _redact(value: Any, key: str = "") -> Any:
+    if isinstance(value, dict):
+        return {k: _redact(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(v, key) for v in value]
+    if key in SECRET_FIELDS and value:
+        return "[redacted]"
+    if isinstance(value, str) and "://" in value and "@" in value:
+        return _URL_PASSWORD.sub(r"\1[redacted]@", value)
+    return value

@@ -295,3 +295,35 @@ async def test_the_jwt_bearer_grant_end_to_end(emulator_factory, tmp_path):
             await committed(sub, 100)
         assert emu.ledger.counts["token_issued"] == 1
         assert not list(emu.ledger.entries("auth_failure"))
+
+
+async def test_a_flood_faster_than_the_disk_meets_backpressure_not_memory_growth(
+    emulator_factory, tmp_path, monkeypatch
+):
+    import time
+
+    from ivrstream.journal import JournalWriter
+
+    original = JournalWriter._apply
+
+    def slow_disk(self, batches):
+        time.sleep(0.01)  # every commit takes 10 ms longer: the disk cannot keep up
+        return original(self, batches)
+
+    monkeypatch.setattr(JournalWriter, "_apply", slow_disk)
+    async with emulator_factory(traffic=False, fast_frames=20_000, fast_batch=256) as emu:
+        config = es_config(emu, tmp_path / "j.db")
+        config.journal.max_pending = 500
+        async with Subscriber(config) as sub:
+            intake = sub.intake
+            peak = [0]
+            flush = intake.flush
+
+            def watched_flush():
+                flush()
+                peak[0] = max(peak[0], intake.statistics()["inflight"])
+
+            monkeypatch.setattr(intake, "flush", watched_flush)
+            await committed(sub, 20_000, within=60)
+        assert peak[0] <= 500 + intake.flush_threshold
+        assert intake.stats.committed == 20_000

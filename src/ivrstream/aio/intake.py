@@ -269,12 +269,19 @@ class Intake:
             self._handle(stream, outcome)
 
     def quarantine(self, source: str, connection: str | None, raw: bytes, reason: str) -> None:
+        """Keep a frame that failed a check, with why (at most ``max_frame_bytes`` of it:
+        an oversized frame must not make the journal, or memory, grow without bound)."""
         self.stats.quarantined += 1
+        size = len(raw)
+        cap = self.decoder.max_frame_bytes
+        if size > cap:
+            raw = raw[:cap]
+            reason = f"{reason} (the first {cap} of {size} bytes kept)"
         self._pending.quarantine.append(
             QuarantineRow(round(self.clock.time() * 1000), source, connection, reason, raw)
         )
-        log.warning("quarantined a %d-byte frame from %s: %s", len(raw), connection, reason)
-        self.hooks.emit("quarantined", reason=reason, size=len(raw), connection=connection)
+        log.warning("quarantined a %d-byte frame from %s: %s", size, connection, reason)
+        self.hooks.emit("quarantined", reason=reason, size=size, connection=connection)
         self._schedule_flush()
 
     def _handle(self, stream: Stream, outcome: Outcome[Pending]) -> None:
