@@ -627,3 +627,66 @@ def receiver(
     except Exception as exc:
         click.echo(f"ivrstream: receiver failed: {logs.REDACTOR.scrub(str(exc))}", err=True)
         sys.exit(1)
+
+
+# -- audit -----------------------------------------------------------------------------------------
+
+
+@main.group()
+def audit() -> None:
+    """The audit trail: make a checkpoint signing key, verify files and checkpoints."""
+
+
+@audit.command("keygen")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for audit-signing.pem (0600) and audit-signing.pub.pem.",
+)
+def audit_keygen(out_dir: Path) -> None:
+    """Write a new Ed25519 key pair for signing audit checkpoints (never overwrites)."""
+    from ivrstream.audit import write_keypair
+
+    try:
+        private, public = write_keypair(out_dir)
+    except (FileExistsError, NotADirectoryError) as exc:
+        click.echo(f"ivrstream: {exc}", err=True)
+        sys.exit(2)
+    click.echo(f"private key (give to the service, keep secret): {private}")
+    click.echo(f"public key (give to whoever verifies): {public}")
+
+
+@audit.command("verify")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--public-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Check checkpoint signatures with this PEM key (unsigned checkpoints then fail).",
+)
+@click.option(
+    "--against-journal",
+    "journal_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Also check every journaled event has exactly one matching audit record.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
+def audit_verify(
+    paths: tuple[Path, ...], public_key: Path | None, journal_path: Path | None, as_json: bool
+) -> None:
+    """Walk every audit file and checkpoint; exit 0 only when everything is intact."""
+    from rich.console import Console
+
+    from ivrstream.commands import audit as audit_commands
+
+    try:
+        result = audit_commands.verify_paths(paths, public_key, journal_path)
+    except audit_commands.UsageProblem as exc:
+        click.echo(f"ivrstream: {exc}", err=True)
+        sys.exit(2)
+    if as_json:
+        echo_json(result)
+    else:
+        audit_commands.render(result, Console())
+    sys.exit(0 if result["ok"] else 1)

@@ -22,6 +22,8 @@ from typing import Any
 import msgspec
 
 REQUIRED = ("eventType", "sequenceId", "timestamp", "data")
+MAX_FIELD_NAMES = 256  # distinct schema-evolution field names tracked one by one
+OTHER_FIELDS = "(other)"
 DEFAULT_MAX_FRAME_BYTES = 1_048_576
 MAX_SEQUENCE_ID = 2**63 - 1  # SQLite's largest INTEGER
 
@@ -142,6 +144,8 @@ class FrameDecoder:
         for name in extra:
             if not isinstance(name, str):
                 return Rejected("invalid event: a top-level key is not a string")
+            if name not in self._announced and len(self._announced) >= MAX_FIELD_NAMES:
+                name = OTHER_FIELDS  # a server inventing names without end: stop listing them
             self.field_counts[name] += 1
             if name not in self._announced:
                 self._announced.add(name)

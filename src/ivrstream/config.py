@@ -78,6 +78,7 @@ class JournalSettings(_Section):
     batch_max: int = 5_000
     flush_interval: float = 0.002
     max_pending: int = 50_000  # uncommitted events before intake stops reading
+    max_pending_bytes: int = 64 * 1024 * 1024  # … or uncommitted bytes, whichever comes first
 
 
 class SinkSettings(_Section):
@@ -248,6 +249,7 @@ def check(config: Config) -> None:
         "ordering.window_size": ordering.window_size,
         "journal.batch_max": journal.batch_max,
         "journal.max_pending": journal.max_pending,
+        "journal.max_pending_bytes": journal.max_pending_bytes,
     }
     for name, value in positive.items():
         if not value > 0:  # also refuses NaN

@@ -173,6 +173,7 @@ class WriteBatch:
     dead_letters: list[DeadLetterRow] = field(default_factory=list)
     redelivered: list[tuple[str, int]] = field(default_factory=list)  # (sink, pos) now delivered
     submitted: float = 0.0  # monotonic time the shell handed it over
+    weight: int = 0  # bytes it holds (for intake's backpressure)
     received: list[float] = field(default_factory=list)  # monotonic receive time per event
     event_times: list[int] = field(default_factory=list)  # server time (epoch ms) per event
 

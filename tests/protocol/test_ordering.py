@@ -348,7 +348,7 @@ def test_resume_after_chooses_the_lowest_gap_not_the_first_opened():
 
 def test_resume_after_skips_gaps_already_asked_for():
     o = two_gaps()
-    o.gaps[0].resend_requested = True
+    o.mark_resend_requested(o.gaps[0])
     assert o.wants_resend()
     assert o.resume_after() == 4  # before 5..6
     assert not o.wants_resend()

@@ -122,6 +122,7 @@ class Intake:
         self._writer: JournalWriter | None = None
         self._pending = WriteBatch()
         self._inflight = 0
+        self._inflight_bytes = 0
         self._flush_handle: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._room = asyncio.Event()
@@ -137,6 +138,7 @@ class Intake:
         self._encode = msgspec.json.Encoder().encode
         self._saved_gaps: dict[str, list[GapRow]] = {}
         self._background: set[asyncio.Future[None]] = set()
+        self._quarantine_log = LogBudget(log, "quarantined frames", per=10.0, allowed=10)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -280,7 +282,8 @@ class Intake:
         self._pending.quarantine.append(
             QuarantineRow(round(self.clock.time() * 1000), source, connection, reason, raw)
         )
-        log.warning("quarantined a %d-byte frame from %s: %s", size, connection, reason)
+        if self._quarantine_log.allow(self.clock.monotonic()):
+            log.warning("quarantined a %d-byte frame from %s: %s", size, connection, reason)
         self.hooks.emit("quarantined", reason=reason, size=size, connection=connection)
         self._schedule_flush()
 
@@ -359,7 +362,8 @@ class Intake:
             and stream.first_seq is not None
             and stream.first_seq > gap.last
         ):
-            gap.resend_requested = True  # we resumed before it and the server did not have it
+            # we resumed before it and the server did not have it
+            stream.ordering.mark_resend_requested(gap)
         size = "unknown" if gap.last is None else str(gap.last - gap.first + 1)
         log.warning(
             "gap in %s: sequence %d..%s (%s events) missing",
@@ -399,9 +403,15 @@ class Intake:
         self._pending = WriteBatch()
         batch.submitted = self.clock.monotonic()
         self._wall_offset = self.clock.time() - batch.submitted
-        self._inflight += len(batch.events)
+        # quarantined frames count too: a flood of bad frames must meet backpressure as well
+        self._inflight += len(batch.events) + len(batch.quarantine)
+        batch.weight = sum(map(len, batch.events)) + sum(len(q.raw) for q in batch.quarantine)
+        self._inflight_bytes += batch.weight
         self.stats.submitted += len(batch.events)
-        if self._inflight > self.settings.max_pending:
+        if (
+            self._inflight > self.settings.max_pending
+            or self._inflight_bytes > self.settings.max_pending_bytes
+        ):
             self._room.clear()
             self._backlogged = True
         self._writer.submit(batch)
@@ -438,7 +448,8 @@ class Intake:
         now_ms = self.clock.time() * 1000
         size = 0
         for batch in result.batches:
-            size += len(batch.events)
+            size += len(batch.events) + len(batch.quarantine)
+            self._inflight_bytes -= batch.weight
             self.latency.add_many([now_mono - received for received in batch.received])
             self.event_latency.add_many(
                 [max(0.0, (now_ms - event_time) / 1000) for event_time in batch.event_times]
@@ -450,7 +461,10 @@ class Intake:
         if len(self.stats.batch_sizes) < 100_000:
             self.stats.batch_sizes.append(size)
         self.last_pos = max(self.last_pos, result.last_pos)
-        if self._inflight <= self.settings.max_pending // 2:
+        if (
+            self._inflight <= self.settings.max_pending // 2
+            and self._inflight_bytes <= self.settings.max_pending_bytes // 2
+        ):
             self._room.set()
             self._backlogged = False
         task = asyncio.ensure_future(self._notify())
@@ -486,6 +500,7 @@ class Intake:
             "duplicate_rows": self.stats.duplicate_rows,
             "quarantined": self.stats.quarantined,
             "inflight": self._inflight,
+            "inflight_bytes": self._inflight_bytes,
             "commits": self.stats.commits,
             "latency": self.latency.summary(),
             "event_latency": self.event_latency.summary(),
@@ -501,6 +516,36 @@ class Intake:
                 for key, s in self.streams.items()
             },
         }
+
+
+class LogBudget:
+    """At most ``allowed`` log lines every ``per`` seconds for one kind of message; the rest
+    are counted and summed up once the window passes (a hostile server cannot flood the log)."""
+
+    def __init__(self, logger: logging.Logger, what: str, *, per: float, allowed: int) -> None:
+        self.logger = logger
+        self.what = what
+        self.per = per
+        self.allowed = allowed
+        self._window_start = float("-inf")
+        self._used = 0
+        self._suppressed = 0
+
+    def allow(self, now: float) -> bool:
+        if now - self._window_start >= self.per:
+            if self._suppressed:
+                self.logger.warning(
+                    "… and %d more %s in the last %.0fs (not logged one by one)",
+                    self._suppressed,
+                    self.what,
+                    self.per,
+                )
+            self._window_start, self._used, self._suppressed = now, 0, 0
+        if self._used < self.allowed:
+            self._used += 1
+            return True
+        self._suppressed += 1
+        return False
 
 
 def _gap_row(stream: Stream, gap: Gap) -> GapRow:

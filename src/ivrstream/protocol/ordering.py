@@ -24,6 +24,7 @@ No clock: ``now`` is an argument. No I/O: results are returned, never written.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Generic, TypeVar
@@ -128,7 +129,14 @@ class Ordering(Generic[T]):
             raise ValueError("the reorder window needs room for at least one frame")
         self.high = high
         self.high_time = high_time
-        self.gaps: list[Gap] = list(gaps or [])
+        # open gaps: by identity (insertion order), and the bounded ones sorted by first id so
+        # finding the gap a late frame fills is a binary search even with thousands open
+        self._gaps: dict[int, Gap] = {}
+        self._firsts: list[int] = []
+        self._bounded: list[Gap] = []
+        self._unrequested = 0  # bounded gaps not yet asked to be re-sent
+        for gap in gaps or []:
+            self._add_gap(gap)
         self.window_size = window_size
         self.window_seconds = window_seconds
         self._held: dict[int, tuple[T, int | None, float]] = {}  # seq → (item, time, held_at)
@@ -140,7 +148,7 @@ class Ordering(Generic[T]):
         """Classify one frame and say what to journal now."""
         out: Outcome[T] = Outcome()
         if seq <= self.high:
-            gap = next((g for g in self.gaps if g.contains(seq)), None)
+            gap = self._find_gap(seq)
             if gap is None:
                 self.stats.duplicate += 1
                 out.disposition = Disposition.DUPLICATE
@@ -151,7 +159,7 @@ class Ordering(Generic[T]):
             out.released.append(Released(seq, item, recovered=True))
             out.changed.append(gap)
             if gap.is_filled:
-                self.gaps.remove(gap)
+                self._remove_gap(gap)
                 self.stats.gaps_filled += 1
             return out
         if seq == self.high + 1:
@@ -196,16 +204,16 @@ class Ordering(Generic[T]):
     def restart_epoch(self, server_high: int, now: float) -> Outcome[T]:
         """The server's sequence restarted below ``high``: record the unknown stretch, go on."""
         out: Outcome[T] = Outcome()
-        for old in self.gaps:  # the new server cannot re-send the old epoch's ids
+        for old in self._gaps.values():  # the new server cannot re-send the old epoch's ids
             if not old.resend_requested:
-                old.resend_requested = True
+                self._mark_requested(old)
                 out.changed.append(old)
         while self._held:  # frames the old epoch delivered are journaled, not dropped
             self._open_gap_before_held(now, out)
         for opened in out.opened:
-            opened.resend_requested = True
+            self._mark_requested(opened)
         gap = Gap(self.high + 1, None, now, self.high_time, None)
-        self.gaps.append(gap)
+        self._add_gap(gap)
         out.opened.append(gap)
         self.stats.gaps_opened += 1
         self.stats.epochs += 1
@@ -214,8 +222,8 @@ class Ordering(Generic[T]):
 
     def declare_lost(self, gap: Gap) -> None:
         """Stop waiting for ``gap`` (backfill will try, or it is reported lost)."""
-        if gap in self.gaps:
-            self.gaps.remove(gap)
+        if id(gap) in self._gaps:
+            self._remove_gap(gap)
 
     # -- outputs ---------------------------------------------------------------------------------
 
@@ -232,20 +240,60 @@ class Ordering(Generic[T]):
     def resume_after(self, *, request_resend: bool = True) -> int:
         """The ``resumeAfter`` for the next subscription: ``high``, or just before the oldest
         bounded gap not yet asked for (marked asked, so each gap gets one request)."""
-        if request_resend:
-            pending = [g for g in self.gaps if not g.resend_requested and g.last is not None]
-            if pending:
-                oldest = min(pending, key=lambda g: g.first)
-                for gap in pending:
-                    gap.resend_requested = True
-                return oldest.first - 1
+        if request_resend and self._unrequested:
+            pending = [g for g in self._bounded if not g.resend_requested]
+            for gap in pending:
+                self._mark_requested(gap)
+            return pending[0].first - 1  # _bounded is sorted: the first is the oldest
         return self.high
 
     def wants_resend(self) -> bool:
         """True when a gap is open that the server has not yet been asked to resend."""
-        return any(not g.resend_requested and g.last is not None for g in self.gaps)
+        return self._unrequested > 0
+
+    @property
+    def gaps(self) -> list[Gap]:
+        """The open gaps, oldest first."""
+        return list(self._gaps.values())
 
     # -- internals -------------------------------------------------------------------------------
+
+    def _add_gap(self, gap: Gap) -> None:
+        self._gaps[id(gap)] = gap
+        if gap.last is not None:
+            at = bisect.bisect_right(self._firsts, gap.first)
+            self._firsts.insert(at, gap.first)
+            self._bounded.insert(at, gap)
+            if not gap.resend_requested:
+                self._unrequested += 1
+
+    def _remove_gap(self, gap: Gap) -> None:
+        del self._gaps[id(gap)]
+        if gap.last is not None:
+            at = bisect.bisect_left(self._firsts, gap.first)
+            while self._bounded[at] is not gap:
+                at += 1
+            del self._firsts[at]
+            del self._bounded[at]
+            if not gap.resend_requested:
+                self._unrequested -= 1
+
+    def mark_resend_requested(self, gap: Gap) -> None:
+        """Record that the server has had its chance to re-send ``gap``."""
+        self._mark_requested(gap)
+
+    def _mark_requested(self, gap: Gap) -> None:
+        if not gap.resend_requested:
+            gap.resend_requested = True
+            if gap.last is not None and id(gap) in self._gaps:
+                self._unrequested -= 1
+
+    def _find_gap(self, seq: int) -> Gap | None:
+        """The open gap still missing ``seq`` (bounded gaps never overlap)."""
+        at = bisect.bisect_right(self._firsts, seq) - 1
+        if at >= 0 and self._bounded[at].contains(seq):
+            return self._bounded[at]
+        return None
 
     def _advance(self, seq: int, item: T, event_time: int | None, out: Outcome[T]) -> None:
         self.high = seq
@@ -262,7 +310,7 @@ class Ordering(Generic[T]):
         first_held = min(self._held)
         _, time_after, _ = self._held[first_held]
         gap = Gap(self.high + 1, first_held - 1, now, self.high_time, time_after)
-        self.gaps.append(gap)
+        self._add_gap(gap)
         out.opened.append(gap)
         self.stats.gaps_opened += 1
         self.stats.window_expired += 1

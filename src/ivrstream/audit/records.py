@@ -1,0 +1,221 @@
+"""Audit records: what each line holds, how it is encoded and hashed, and builders for each kind.
+
+Rules this module keeps:
+
+- A line is the canonical JSON of one record (keys sorted, no whitespace); the record's hash is
+  the hex SHA-256 of exactly those bytes, without the newline. ``prev`` is the previous record's
+  hash, 64 zeros for the first record of the trail.
+- Every record has ``seq`` (1, 2, 3… across the whole trail, never reset), ``audit_id``,
+  ``kind``, ``logged_at`` (ISO-8601 ms, UTC) and ``prev``; the writer assigns all five.
+- ``file_opened``, ``checkpoint`` and ``torn_line_repaired`` are written by the log itself;
+  callers append ``event`` records and operational kinds only.
+- Operational records never carry secrets: their text values pass through the log redactor, and
+  the builders take hashes and counts (configuration hash, topic count), never the values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+import msgspec
+
+from ivrstream.isotime import TimeFormatError, parse_ms
+from ivrstream.logs import REDACTOR
+
+ZERO_HASH = "0" * 64
+FILE_PATTERN = re.compile(r"^audit-(\d{8})-(\d{6})\.jsonl$")
+FILE_GLOB = "audit-*.jsonl"
+
+EVENT = "event"
+FILE_OPENED = "file_opened"
+CHECKPOINT = "checkpoint"
+TORN_LINE_REPAIRED = "torn_line_repaired"
+
+OPERATIONAL_KINDS = frozenset(
+    {
+        "service_start",
+        "service_stop",
+        "config_loaded",
+        "connection_opened",
+        "connection_closed",
+        "auth_failure",
+        "subscription_sent",
+        "gap_opened",
+        "gap_closed",
+        "dead_lettered",
+        "dlq_retry",
+        "dlq_purge",
+        "verification",
+    }
+)
+WRITER_KINDS = frozenset({FILE_OPENED, CHECKPOINT, TORN_LINE_REPAIRED})
+KINDS = OPERATIONAL_KINDS | WRITER_KINDS | {EVENT}
+SEALED_FIELDS = frozenset({"seq", "audit_id", "kind", "logged_at", "prev"})
+ASSIGNED_FIELDS = SEALED_FIELDS - {"kind"}
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def canonical(record: dict[str, Any]) -> bytes:
+    """The canonical JSON of ``record``: what a line holds and what gets hashed or signed."""
+    return msgspec.json.encode(record, order="sorted")
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_name(day: str, number: int) -> str:
+    """``audit-YYYYMMDD-NNNNNN.jsonl``: names sort in chain order (the day never goes back)."""
+    return f"audit-{day}-{number:06d}.jsonl"
+
+
+def parse_record(line: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    """``(record, None)`` for a line that is a well-formed audit record, else ``(None, why)``."""
+    try:
+        record = msgspec.json.decode(line)
+    except msgspec.DecodeError as exc:
+        return None, f"not JSON: {exc}"
+    if not isinstance(record, dict):
+        return None, "not a JSON object"
+    seq = record.get("seq")
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+        return None, "no valid seq"
+    prev = record.get("prev")
+    if not isinstance(prev, str) or not _HEX64.match(prev):
+        return None, "no valid prev hash"
+    for name in ("kind", "audit_id", "logged_at"):
+        if not isinstance(record.get(name), str):
+            return None, f"no {name}"
+    return record, None
+
+
+# -- builders: what the service appends ----------------------------------------------------------
+
+
+def event_record(
+    body: bytes,
+    *,
+    event_id: str,
+    event_type: str | None,
+    sequence_id: int | None,
+    event_time: str | None,
+    receive_latency_ms: float | None,
+) -> dict[str, Any]:
+    """The record for one journaled event; ``body`` is the canonical event bytes as journaled."""
+    return {
+        "kind": EVENT,
+        "event_id": event_id,
+        "event_type": event_type,
+        "sequence_id": sequence_id,
+        "event_time": event_time,
+        "receive_latency_ms": receive_latency_ms,
+        "event_sha256": sha256_hex(body),
+    }
+
+
+def event_record_from_body(
+    body: bytes, *, receive_latency_ms: float | None = None
+) -> dict[str, Any]:
+    """:func:`event_record` with the fields read from the canonical event itself; the latency,
+    unless given, is ``received_at - event_time``."""
+    fields = msgspec.json.decode(body)
+    if not isinstance(fields, dict) or not isinstance(fields.get("event_id"), str):
+        raise ValueError("not a canonical event: no event_id")
+    event_time = fields.get("event_time")
+    if receive_latency_ms is None and isinstance(event_time, str):
+        received_at = fields.get("received_at")
+        if isinstance(received_at, str):
+            try:
+                receive_latency_ms = float(parse_ms(received_at) - parse_ms(event_time))
+            except TimeFormatError:
+                receive_latency_ms = None
+    sequence_id = fields.get("sequence_id")
+    return event_record(
+        body,
+        event_id=fields["event_id"],
+        event_type=fields.get("event_type"),
+        sequence_id=sequence_id if isinstance(sequence_id, int) else None,
+        event_time=event_time if isinstance(event_time, str) else None,
+        receive_latency_ms=receive_latency_ms,
+    )
+
+
+def operational(kind: str, **fields: Any) -> dict[str, Any]:
+    """A record of an operational fact; text values are scrubbed of registered secrets."""
+    if kind not in OPERATIONAL_KINDS:
+        raise ValueError(f"not an operational audit kind: {kind!r}")
+    reserved = SEALED_FIELDS.intersection(fields)
+    if reserved:
+        raise ValueError(f"fields the log assigns: {sorted(reserved)}")
+    record: dict[str, Any] = {"kind": kind}
+    for name, value in fields.items():
+        record[name] = REDACTOR.scrub(value) if isinstance(value, str) else value
+    return record
+
+
+def service_start(version: str, **fields: Any) -> dict[str, Any]:
+    return operational("service_start", version=version, **fields)
+
+
+def service_stop(reason: str, **fields: Any) -> dict[str, Any]:
+    return operational("service_stop", reason=reason, **fields)
+
+
+def config_loaded(config: bytes, *, source: str | None = None) -> dict[str, Any]:
+    """The configuration's SHA-256 (of the bytes it was loaded from), never its values."""
+    return operational("config_loaded", config_sha256=sha256_hex(config), source=source)
+
+
+def connection_opened(connection: str, *, dialect: str, **fields: Any) -> dict[str, Any]:
+    return operational("connection_opened", connection=connection, dialect=dialect, **fields)
+
+
+def connection_closed(
+    connection: str, *, reason: str, code: int | None = None, **fields: Any
+) -> dict[str, Any]:
+    return operational(
+        "connection_closed", connection=connection, reason=reason, code=code, **fields
+    )
+
+
+def auth_failure(reason: str, *, status: int | None = None, **fields: Any) -> dict[str, Any]:
+    return operational("auth_failure", reason=reason, status=status, **fields)
+
+
+def subscription_sent(connection: str, topics: list[str], **fields: Any) -> dict[str, Any]:
+    """How many topics and their hash (sorted, newline-joined); topic names may carry ids."""
+    digest = sha256_hex("\n".join(sorted(topics)).encode())
+    return operational(
+        "subscription_sent",
+        connection=connection,
+        topics=len(topics),
+        topics_sha256=digest,
+        **fields,
+    )
+
+
+def gap_opened(gap_id: str, *, stream: str, first_seq: int, last_seq: int) -> dict[str, Any]:
+    return operational(
+        "gap_opened", gap_id=gap_id, stream=stream, first_seq=first_seq, last_seq=last_seq
+    )
+
+
+def gap_closed(gap_id: str, *, state: str) -> dict[str, Any]:
+    return operational("gap_closed", gap_id=gap_id, state=state)
+
+
+def dead_lettered(sink: str, *, event_id: str, error: str, attempts: int) -> dict[str, Any]:
+    return operational(
+        "dead_lettered", sink=sink, event_id=event_id, error=error, attempts=attempts
+    )
+
+
+def dlq_retry(sink: str | None, *, count: int) -> dict[str, Any]:
+    return operational("dlq_retry", sink=sink, count=count)
+
+
+def dlq_purge(sink: str | None, *, count: int) -> dict[str, Any]:
+    return operational("dlq_purge", sink=sink, count=count)
