@@ -268,6 +268,12 @@ def echo_json(data: object) -> None:
 @click.option("--duration", type=click.FloatRange(min=0), help="Stop after this many seconds.")
 @click.option("--max-events", type=click.IntRange(min=1), help="Stop after this many events.")
 @click.option(
+    "--audit",
+    "audit_dir",
+    type=click.Path(file_okay=False),
+    help="Keep the compliance audit trail in this directory (default from config).",
+)
+@click.option(
     "--log-level",
     default="INFO",
     show_default=True,
@@ -279,6 +285,7 @@ def run(
     journal_path: str | None,
     duration: float | None,
     max_events: int | None,
+    audit_dir: str | None,
     log_level: str,
 ) -> None:
     """Subscribe and journal every event until stopped (SIGINT/SIGTERM: clean shutdown)."""
@@ -286,7 +293,9 @@ def run(
     from ivrstream.commands.run import run as run_service
 
     logs.setup(log_level)
-    config = load_config(config_path, source=source, **{"journal.path": journal_path})
+    config = load_config(
+        config_path, source=source, **{"journal.path": journal_path, "audit.directory": audit_dir}
+    )
     try:
         code = asyncio.run(run_service(config, duration=duration, max_events=max_events))
     except ConfigError as exc:

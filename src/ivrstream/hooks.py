@@ -2,7 +2,7 @@
 
 Names: ``connected``, ``subscribed``, ``disconnected``, ``reconnecting``, ``gap``,
 ``auth_failed``, ``max_reconnects``, ``quarantined``, ``schema_field``, ``dead_lettered``,
-``sink_disabled``.
+``sink_disabled``, ``gap_closed``.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ NAMES = frozenset(
         "schema_field",
         "dead_lettered",
         "sink_disabled",
+        "gap_closed",
     }
 )
 

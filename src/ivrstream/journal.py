@@ -95,6 +95,12 @@ CREATE TABLE IF NOT EXISTS cursors(
     position INTEGER NOT NULL,
     updated_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS operations(
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,  -- dlq_retry | dlq_purge | verification: for the audit trail
+    details TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS dead_letters(
     id INTEGER PRIMARY KEY,
     sink TEXT NOT NULL,
@@ -556,6 +562,19 @@ class Journal:
             sql += " WHERE sink = ?"
             args = (sink,)
         return self.db.execute(sql, args).rowcount
+
+    def record_operation(self, kind: str, details: dict[str, Any]) -> None:
+        """Note an administrative action for the audit trail (the service picks it up)."""
+        self.db.execute(
+            "INSERT INTO operations(kind, details, at) VALUES (?,?,?)",
+            (kind, msgspec.json.encode(details).decode(), _now_ms()),
+        )
+
+    def operations_after(self, op_id: int) -> list[tuple[int, str, dict[str, Any]]]:
+        rows = self.db.execute(
+            "SELECT id, kind, details FROM operations WHERE id > ? ORDER BY id", (op_id,)
+        )
+        return [(r[0], r[1], msgspec.json.decode(r[2])) for r in rows]
 
     def read_after(self, pos: int, limit: int = 1_000) -> list[tuple[int, bytes]]:
         """Up to ``limit`` (pos, canonical event JSON) after ``pos``, in journal order."""

@@ -257,7 +257,11 @@ class Dispatcher:
         log.error("sink %s: %d events dead-lettered: %s", self.name, len(batch), error)
         for delivery in batch:
             self.hooks.emit(
-                "dead_lettered", sink=self.name, event_id=delivery.event_id, error=error
+                "dead_lettered",
+                sink=self.name,
+                event_id=delivery.event_id,
+                error=error,
+                attempts=attempts,
             )
         return [DeadLetterRow(self.name, d.pos, d.event_id, error, attempts, now) for d in batch]
 

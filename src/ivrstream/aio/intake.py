@@ -37,6 +37,7 @@ from ivrstream.journal import (
     open_journal,
 )
 from ivrstream.models import InteractionEvent
+from ivrstream.privacy import Redactor, scrub_bytes
 from ivrstream.protocol.ordering import Gap, Ordering, Outcome
 from ivrstream.stats import LatencyHistogram
 
@@ -104,12 +105,14 @@ class Intake:
         *,
         max_frame_bytes: int,
         flush_threshold: int = 1_000,
+        redactor: Redactor | None = None,
     ) -> None:
         self.settings = journal
         self.ordering_settings = ordering
         self.clock = clock
         self.hooks = hooks
         self.decoder = FrameDecoder(max_frame_bytes)
+        self.redactor = redactor  # caller privacy, before anything is stored
         self.flush_threshold = flush_threshold
         self.path = Path(journal.path)
         self.streams: dict[str, Stream] = {}
@@ -279,6 +282,8 @@ class Intake:
         if size > cap:
             raw = raw[:cap]
             reason = f"{reason} (the first {cap} of {size} bytes kept)"
+        if self.redactor is not None:
+            raw = scrub_bytes(raw)  # card and phone numbers out, even from unparsable bytes
         self._pending.quarantine.append(
             QuarantineRow(round(self.clock.time() * 1000), source, connection, reason, raw)
         )
@@ -307,6 +312,9 @@ class Intake:
                 self.on_resend(stream.key)
         if outcome.changed:
             self._save_gaps(stream, outcome.changed)
+            for gap in outcome.changed:
+                if gap.is_filled:
+                    self.hooks.emit("gap_closed", stream=stream.key, id=gap.key, state="filled")
         self._touched.add(stream.key)
         if len(pending.events) >= self.flush_threshold:
             self.flush()
@@ -329,6 +337,11 @@ class Intake:
         timestamp = d.timestamp
         if not (len(timestamp) == 24 and timestamp[23] == "Z" and timestamp[19] == "."):
             timestamp = self._event_iso(d.event_time_ms)  # keep canonical ones as they are
+        data, extra = d.data, d.extra or _NO_EXTRA
+        if self.redactor is not None:
+            data = self.redactor.redact(data)
+            if extra:
+                extra = self.redactor.redact(extra)
         event = InteractionEvent(
             event_id=eid,
             source=stream.source,
@@ -340,8 +353,8 @@ class Intake:
             subscription_id=stream.subscription_id,
             source_event_type=d.source_event_type,
             recovered=recovered,
-            extra=d.extra or _NO_EXTRA,
-            data=d.data,
+            extra=extra,
+            data=data,
         )
         try:
             body = self._encode(event)
@@ -372,7 +385,10 @@ class Intake:
             gap.last if gap.last is not None else "?",
             size,
         )
-        self.hooks.emit("gap", stream=stream.key, first=gap.first, last=gap.last, size=gap.size)
+        gap.key = gap.key or uuid.uuid4().hex
+        self.hooks.emit(
+            "gap", stream=stream.key, id=gap.key, first=gap.first, last=gap.last, size=gap.size
+        )
 
     def _save_gaps(self, stream: Stream, gaps: list[Gap]) -> None:
         for gap in gaps:
@@ -474,6 +490,12 @@ class Intake:
     async def _notify(self) -> None:
         async with self._committed:
             self._committed.notify_all()
+
+    async def wait_idle(self) -> None:
+        """Flush, then wait until everything handed to the writer is durable."""
+        self.flush()
+        async with self._committed:
+            await self._committed.wait_for(lambda: self._inflight <= 0 or self.error is not None)
 
     async def wait_committed(self, after_pos: int) -> int:
         """Wait until the journal has rows after ``after_pos``; returns the new last position."""

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 from collections.abc import AsyncIterator, Callable
 from functools import partial
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -21,22 +23,52 @@ import aiohttp
 import msgspec
 
 from ivrstream import config as configuration
-from ivrstream import sinks
+from ivrstream import privacy, sinks
+from ivrstream.aio.audit import (
+    OPERATION_CURSOR,
+    AuditSink,
+    AuditTrail,
+    config_digest,
+    operation_record,
+)
+from ivrstream.aio.audit import wire as wire_audit
 from ivrstream.aio.auth import TokenManager, jwt_signer
 from ivrstream.aio.dispatcher import Dispatcher
 from ivrstream.aio.eventstreams import EventStreamsSource
 from ivrstream.aio.intake import Intake
 from ivrstream.aio.reader import JournalReader
 from ivrstream.clock import Clock, SystemClock
-from ivrstream.config import Config
+from ivrstream.config import Config, SinkSettings
 from ivrstream.errors import ConfigError
 from ivrstream.hooks import Hooks
-from ivrstream.journal import Journal
+from ivrstream.journal import Journal, WriteBatch
 from ivrstream.logs import register_secret
 from ivrstream.models import InteractionEvent
+from ivrstream.privacy import Redactor
 from ivrstream.protocol.auth import AuthPolicy, ClientCredentials, Grant, JwtBearer
 
 log = logging.getLogger("ivrstream.subscriber")
+
+
+# the audit trail never gives up on an event: it retries (slowly) until its disk works again
+AUDIT_DELIVERY = SinkSettings(
+    batch_max=2_000, lanes=1, max_attempts=2**31, retry_base=0.5, retry_cap=5.0
+)
+
+
+def privacy_for(config: Config) -> Redactor | None:
+    """The caller-privacy stage the configuration asks for (None when switched off)."""
+    settings = config.privacy
+    if not settings.enabled:
+        return None
+    key_file = Path(settings.key_file or f"{config.journal.path}.privacy-key")
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    key = privacy.load_key(key_file, os.environ.get(privacy.KEY_ENV))
+    user = [privacy.Rule(r.path, r.action, r.keep_last) for r in settings.rules or []]
+    try:
+        return Redactor([*user, *privacy.DEFAULT_RULES], key, scan_cards=settings.scan_cards)
+    except ValueError as exc:
+        raise ConfigError("privacy.rules", str(exc)) from None
 
 
 def grant_for(config: Config, token_url: str) -> Grant:
@@ -75,12 +107,14 @@ class Subscriber:
         self.grant = grant_for(config, self.endpoints.token_url) if self.endpoints else None
         self._session = session
         self._own_session = session is None
+        self.redactor = privacy_for(config)
         self.intake = Intake(
             config.journal,
             config.ordering,
             self.clock,
             self.hooks,
             max_frame_bytes=config.eventstreams.max_frame_bytes,
+            redactor=self.redactor,
         )
         self.tokens: TokenManager | None = None
         self.source: EventStreamsSource | None = None
@@ -88,10 +122,24 @@ class Subscriber:
             Dispatcher(sink, settings, self.intake, self.clock, self.rng, self.hooks)
             for sink, settings in sinks.build(config, self.clock)
         ]
+        self.audit: AuditTrail | None = None
+        if config.audit.directory:
+            self.audit = AuditTrail(config.audit, self.clock)
+            self.dispatchers.append(
+                Dispatcher(
+                    AuditSink(self.audit),
+                    AUDIT_DELIVERY,
+                    self.intake,
+                    self.clock,
+                    self.rng,
+                    self.hooks,
+                )
+            )
         self._deliveries: list[asyncio.Task[None]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._run: asyncio.Task[None] | None = None
         self.start_pos = 0
+        self.stop_reason = "stopped"
 
     def on(self, name: str, callback: Callable[..., Any]) -> Callable[..., Any]:
         """Register a hook: connected, subscribed, disconnected, reconnecting, gap, auth_failed,
@@ -105,6 +153,10 @@ class Subscriber:
             self._session = aiohttp.ClientSession()
         await self.intake.open()
         self.start_pos = self.intake.last_pos
+        if self.audit is not None:
+            await self.audit.open(config_digest(configuration.redacted(self.config)))
+            wire_audit(self.audit, self.hooks)
+            self._tasks.append(asyncio.ensure_future(self._audit_duties(self.audit)))
         # sinks drain the journal whatever the source is doing (even unable to connect)
         self._deliveries = [asyncio.ensure_future(d.run()) for d in self.dispatchers]
         if self.endpoints is None or self.grant is None:
@@ -137,6 +189,7 @@ class Subscriber:
         cursors, close the journal."""
         if self.source is not None:
             await self.source.stop()
+        await self._drain_audit(within=1.0)
         for task in self._deliveries:
             task.cancel()
         for task in self._deliveries:
@@ -146,6 +199,8 @@ class Subscriber:
         for dispatcher in self.dispatchers:
             with contextlib.suppress(Exception):
                 await dispatcher.sink.close()
+        if self.audit is not None:
+            await self.audit.close(self.stop_reason)
         for task in [*self._tasks, *([self._run] if self._run else [])]:
             if not task.done():
                 task.cancel()
@@ -218,6 +273,35 @@ class Subscriber:
             return False
         waiter.result()
         return True
+
+    async def _drain_audit(self, within: float) -> None:
+        """On a clean stop, give the audit trail a moment to record every committed event
+        (whatever it misses, it catches up on at the next start)."""
+        audit = next((d for d in self.dispatchers if d.name == AuditSink.name), None)
+        if audit is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                await self.intake.wait_idle()
+                await audit.wait_delivered(self.intake.last_pos)
+
+    async def _audit_duties(self, trail: AuditTrail) -> None:
+        """Twice a second: fsync/checkpoint/rotate the trail, and record administrative
+        actions the journal noted (``journal dlq …`` run from the command line)."""
+        reader = JournalReader(self.intake.path)
+        try:
+            seen = (await reader.call(Journal.cursors)).get(OPERATION_CURSOR, 0)
+            while True:
+                await self.clock.sleep(0.5)
+                await trail.tick()
+                operations = await reader.call(partial(Journal.operations_after, op_id=seen))
+                noted = [operation_record(kind, details) for _, kind, details in operations]
+                if operations:
+                    await trail.append([r for r in noted if r is not None])
+                    seen = operations[-1][0]
+                    self.intake.submit(WriteBatch(cursors={OPERATION_CURSOR: seen}))
+        finally:
+            reader.close()
 
     def statistics(self) -> dict[str, Any]:
         return {

@@ -123,9 +123,13 @@ def render_dead_letters(entries: list[dict[str, Any]], console: Console) -> None
 def retry_dead_letters(path: str, sink: str | None) -> int:
     """Queue dead letters for another try; the running service's dispatcher delivers them."""
     with open_journal(path, readonly=False) as journal:
-        return journal.queue_dead_letters(sink)
+        count = journal.queue_dead_letters(sink)
+        journal.record_operation("dlq_retry", {"sink": sink, "count": count})
+        return count
 
 
 def purge_dead_letters(path: str, sink: str | None) -> int:
     with open_journal(path, readonly=False) as journal:
-        return journal.purge_dead_letters(sink)
+        count = journal.purge_dead_letters(sink)
+        journal.record_operation("dlq_purge", {"sink": sink, "count": count})
+        return count

@@ -22,30 +22,41 @@ async def run(config: Config, *, duration: float | None, max_events: int | None)
     Returns the exit code."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    received: list[str] = []
+
+    def on_signal(name: str) -> None:
+        received.append(name)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig.name)
     subscriber = Subscriber(config)
     code = 0
     await subscriber.start()
     log.info("journal %s (resuming after position %d)", config.journal.path, subscriber.start_pos)
-    waits: list[asyncio.Future[Any]] = [
-        asyncio.ensure_future(stop.wait()),
-        asyncio.ensure_future(subscriber.wait()),
-    ]
+    waits: dict[asyncio.Future[Any], str] = {
+        asyncio.ensure_future(stop.wait()): "signal",
+        asyncio.ensure_future(subscriber.wait()): "source ended",
+    }
     if duration is not None:
-        waits.append(asyncio.ensure_future(asyncio.sleep(duration)))
+        waits[asyncio.ensure_future(asyncio.sleep(duration))] = f"--duration {duration:g}"
     if max_events is not None:
-        waits.append(asyncio.ensure_future(_until_committed(subscriber, max_events)))
+        waits[asyncio.ensure_future(_until_committed(subscriber, max_events))] = (
+            f"--max-events {max_events}"
+        )
     try:
         done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
+            subscriber.stop_reason = received[0] if received else waits[task]
             if not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
     except (AuthError, SubscriptionRejected, GiveUp, JournalError) as exc:
         log.error("%s", exc)
+        subscriber.stop_reason = f"failed: {type(exc).__name__}"
         code = 1
     except IvrstreamError as exc:
         log.error("stopped: %s", exc)
+        subscriber.stop_reason = f"failed: {type(exc).__name__}"
         code = 1
     finally:
         for task in waits:

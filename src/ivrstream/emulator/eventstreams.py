@@ -359,6 +359,9 @@ class EventStreams:
             return OutFrame(b'{"eventType": "interaction:updated", "sequenceId": ', text=True)
         if kind == "invalid_msgpack":
             return OutFrame(b"\x84\xa9eventType\xc1\xc1\xc1", text=False)
+        if kind == "truncated_event":
+            whole = self._latest_event_frame(msgpack)
+            return OutFrame(whole[: len(whole) * 3 // 5], text=not msgpack)
         event: dict[str, Any] = {
             "eventType": "interaction:updated",
             "sequenceId": 0,
@@ -372,6 +375,22 @@ class EventStreams:
         elif kind == "oversized":
             event["data"]["padding"] = "x" * oversized_bytes
         return OutFrame((_msgpack if msgpack else _json).encode(event), text=not msgpack)
+
+    def _latest_event_frame(self, msgpack: bool) -> bytes:
+        newest = max(
+            (s.buffer[-1] for s in self.subscriptions.values() if s.buffer),
+            key=lambda b: b.assigned_ms,
+            default=None,
+        )
+        if newest is None:
+            event = {
+                "eventType": "interaction:updated",
+                "sequenceId": 0,
+                "timestamp": format_ms(round(self.clock.time() * 1000)),
+                "data": {"conversationId": "malformed", "ani": "tel:+15555550199"},
+            }
+            return (_msgpack if msgpack else _json).encode(event)
+        return newest.frame(msgpack).payload
 
     def statistics(self) -> dict[str, Any]:
         return {

@@ -16,7 +16,14 @@ from typing import Any, Literal
 
 import msgspec
 
-MALFORMED_KINDS = ("invalid_json", "invalid_msgpack", "missing_field", "wrong_type", "oversized")
+MALFORMED_KINDS = (
+    "invalid_json",
+    "invalid_msgpack",
+    "missing_field",
+    "wrong_type",
+    "oversized",
+    "truncated_event",  # a real event cut in half: undecodable, and full of caller data
+)
 ACTIONS = (
     "drop",  # abort every open socket now (no close frame: the client sees 1006)
     "stall",  # stop all traffic, heartbeats included, on every open socket
@@ -38,7 +45,7 @@ class FaultSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     reorder: float = 0.0  # share of event frames held back and sent after the next one
     skip: float = 0.0  # share of event frames never sent on the socket (still resendable)
     malformed: float = 0.0  # share of event frames followed by a malformed frame
-    malformed_kinds: list[str] = msgspec.field(default_factory=lambda: list(MALFORMED_KINDS))
+    malformed_kinds: list[str] = msgspec.field(default_factory=lambda: list(MALFORMED_KINDS[:5]))
     oversized_bytes: int = 1_100_000  # size of an "oversized" malformed frame
     forbid_subscriptions: bool = False  # Event Streams answers every subscription with 4003
     token_errors: int = 0  # the next N token requests answer 503

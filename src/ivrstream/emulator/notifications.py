@@ -115,6 +115,14 @@ def make_malformed(kind: str, size: int) -> OutFrame:
         return OutFrame(b'{"topicName": "v2.detail.events.conversation.', text=True)
     if kind == "invalid_msgpack":
         return OutFrame(b"\x84\xa9topicName\xc1\xc1\xc1", text=False)
+    if kind == "truncated_event":
+        whole = _json.encode(
+            {
+                "topicName": "v2.detail.events.conversation.x.flow.start",
+                "eventBody": {"conversationId": _MALFORMED_ID, "ani": "tel:+15555550199"},
+            }
+        )
+        return OutFrame(whole[: len(whole) * 3 // 5], text=True)
     envelope: dict[str, Any] = {
         "topicName": f"v2.detail.events.conversation.{_MALFORMED_ID}.flow.start",
         "version": "2",
