@@ -25,7 +25,7 @@ from ivrstream.config import from_mapping
 from ivrstream.journal import connect, open_journal
 
 
-def config(base_url: str, journal: Path, **journal_settings: Any) -> Any:
+def config(base_url: str, journal: Path, *, privacy: bool = False, **journal_settings: Any) -> Any:
     return from_mapping(
         {
             "genesys": {
@@ -35,12 +35,15 @@ def config(base_url: str, journal: Path, **journal_settings: Any) -> Any:
             },
             "eventstreams": {"idle_timeout": 30.0},
             "journal": {"path": str(journal), **journal_settings},
+            "privacy": {"enabled": privacy},
         }
     )
 
 
-async def throughput(base_url: str, journal: Path, events: int) -> dict[str, Any]:
-    async with Subscriber(config(base_url, journal)) as sub:
+async def throughput(
+    base_url: str, journal: Path, events: int, *, privacy: bool = False
+) -> dict[str, Any]:
+    async with Subscriber(config(base_url, journal, privacy=privacy)) as sub:
         started = time.perf_counter()
         position = 0
         while sub.intake.stats.committed < events:
@@ -104,6 +107,8 @@ def run(
         ]
         with emulator_process(*fast) as base_url:
             intake = asyncio.run(throughput(base_url, tmpdir / "intake.db", events))
+        with emulator_process(*fast) as base_url:
+            private = asyncio.run(throughput(base_url, tmpdir / "private.db", events, privacy=True))
         baseline = bare_sqlite(tmpdir / "intake.db", events)
         # ~5,000 events/s: about 7 events a call, calls compressed to well under a second
         with emulator_process("--rate", "840", "--time-scale", "1000") as base_url:
@@ -113,6 +118,10 @@ def run(
     print(
         f"intake: {intake['events_per_second']:,} events/s committed "
         f"({events:,} x ~{frame_bytes}-byte MessagePack frames, NORMAL)"
+    )
+    print(
+        f"with caller privacy on (the default: numbers hashed, cards masked): "
+        f"{private['events_per_second']:,} events/s"
     )
     print(
         f"baseline (bare SQLite batched insert, same rows): "
@@ -132,7 +141,13 @@ def run(
         "baseline": baseline["rows_per_second"],
         "ratio": round(ratio, 2),
         "target": 80_000,
-        "detail": {"intake": intake, "baseline": baseline, "steady": steady, "journal_bytes": size},
+        "detail": {
+            "intake": intake,
+            "with_privacy": private,
+            "baseline": baseline,
+            "steady": steady,
+            "journal_bytes": size,
+        },
     }
     save("intake", result)
     return result

@@ -206,6 +206,61 @@ def test_an_event_record_names_the_event_and_hashes_its_canonical_bytes():
     )
 
 
+_texts = st.one_of(st.none(), st.text(max_size=30))
+_times = st.one_of(
+    _texts,
+    st.integers(0, 4_000_000_000_000).map(format_ms),
+    st.sampled_from(["2026-05-01T10:00:00", "2026-05-01T12:00:00+02:00", "2026-13-01T00:00Z"]),
+)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    event_id=st.text(max_size=40),
+    event_type=_texts,
+    sequence_id=st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)),
+    event_time=_times,
+    received_at=_times,
+    raw=st.binary(max_size=64),
+    seq=st.integers(1, 2**53),
+)
+def test_the_fast_event_line_is_the_canonical_json_of_the_same_record(
+    event_id, event_type, sequence_id, event_time, received_at, raw, seq
+):
+    facts = records.EventFacts(event_id, event_type, sequence_id, event_time, received_at, raw)
+    seal = {"seq": seq, "prev": ZERO_HASH, "logged_at": format_ms(0), "audit_id": "a-1"}
+    record = records.event_record(
+        raw,
+        event_id=event_id,
+        event_type=event_type,
+        sequence_id=sequence_id,
+        event_time=event_time,
+        receive_latency_ms=records.latency_ms(event_time, received_at),
+    )
+    assert records.event_line(facts, **seal) == canonical({**record, **seal})
+
+
+def test_latency_is_received_minus_event_time_and_none_when_unknown():
+    assert records.latency_ms("2026-05-01T10:00:00.000Z", "2026-05-01T10:00:00.250Z") == 250.0
+    assert records.latency_ms("2026-05-01T10:00:00", "2026-05-01T12:00:01+02:00") == 1000.0
+    assert records.latency_ms("2026-05-01T10:00:01Z", "2026-05-01T10:00:00Z") == -1000.0
+    assert records.latency_ms(None, "2026-05-01T10:00:00Z") is None
+    assert records.latency_ms("yesterday", "2026-05-01T10:00:00Z") is None
+
+
+def test_append_events_writes_the_lines_append_would(tmp_path):
+    events = [body(n) for n in range(30)]
+    with new_log(tmp_path / "dicts", FakeClock()) as log:
+        log.append([records.event_record_from_body(b) for b in events])
+    with new_log(tmp_path / "facts", FakeClock()) as log:
+        log.append_events([records.event_facts(b) for b in events])
+    assert len(files_in(tmp_path / "facts")) > 1  # rotated by size, like the other
+    dicts = [p.read_bytes() for p in files_in(tmp_path / "dicts")]
+    facts = [p.read_bytes() for p in files_in(tmp_path / "facts")]
+    assert facts == dicts
+    assert verify([tmp_path / "facts"]).ok
+
+
 def test_operational_records_keep_no_secrets_and_cannot_set_what_the_log_assigns():
     register_secret("s3cr3t-token-value")
     record = records.auth_failure("bad token s3cr3t-token-value", status=401)

@@ -90,3 +90,35 @@ def test_demo_runs_for_its_duration_and_reads_well_in_a_log(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "Main IVR" in result.stdout
     assert max(len(line) for line in result.stdout.splitlines()) <= 80
+
+
+def test_config_show_redacts_secrets(tmp_path):
+    import json as jsonlib
+    import os as oslib
+
+    env = {
+        **oslib.environ,
+        "GENESYS_CLIENT_SECRET": "s3cr3t-value",
+        "WEBHOOK_URL": "https://user:hook-password@hooks.example.com/ivr",
+        "WEBHOOK_SECRET": "whsec_c2VjcmV0",
+    }
+    shown = subprocess.run(
+        [*CLI, "config", "show"], capture_output=True, text=True, env=env, timeout=30, check=False
+    )
+    assert shown.returncode == 0, shown.stderr
+    as_json = subprocess.run(
+        [*CLI, "config", "show", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+        check=False,
+    )
+    for output in (shown.stdout, as_json.stdout):
+        assert "s3cr3t-value" not in output
+        assert "hook-password" not in output
+        assert "whsec_c2VjcmV0" not in output
+    data = jsonlib.loads(as_json.stdout)
+    assert data["genesys"]["client_secret"] == "[redacted]"
+    assert data["sinks"]["webhook"]["url"] == "https://user:[redacted]@hooks.example.com/ivr"
+    assert '"interaction.routing.type" = "IVR"' in shown.stdout

@@ -197,6 +197,36 @@ def test_validate_accepts_a_good_config_and_names_every_problem(tmp_path):
     } <= fields
 
 
+def test_validate_checks_sinks_privacy_and_audit_without_connecting(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[genesys]\nregion = "us-east-1"\nclient_id = "abc"\n'
+        '[sinks.webhook]\nurl = "ftp://collector"\n'
+        '[sinks.postgres]\ndsn = "postgresql://ivr:pg-s3cr3t@db.example.com/cc"\n'
+        '[privacy]\nrules = [{path = "attributes..x", action = "hash"}]\n'
+        f'[audit]\ndirectory = "{tmp_path}/audit"\nsigning_key_file = "{tmp_path}/none.pem"\n'
+    )
+    result = run_cli("validate", "--config", str(config), env={"GENESYS_CLIENT_SECRET": "s"})
+    assert result.returncode == 2
+    assert "pg-s3cr3t" not in result.stdout
+    assert "sink postgres: postgresql://ivr:[redacted]@db.example.com/cc" in result.stdout
+    problems = [line for line in result.stdout.splitlines() if line.startswith("PROBLEM")]
+    assert [p.split(":")[0] for p in problems] == [
+        "PROBLEM sinks.webhook.url",
+        "PROBLEM privacy.rules[0]",
+        "PROBLEM audit.signing_key_file",
+    ]
+    assert not (tmp_path / "audit").exists()  # validating creates nothing
+
+    config.write_text(
+        '[genesys]\nregion = "us-east-1"\nclient_id = "abc"\n[privacy]\nenabled = false\n'
+    )
+    result = run_cli("validate", "--config", str(config), env={"GENESYS_CLIENT_SECRET": "s"})
+    assert result.returncode == 0, result.stdout
+    assert "privacy: OFF" in result.stdout
+    assert "sinks: none" in result.stdout
+
+
 def test_config_mistakes_exit_2_naming_the_field(tmp_path):
     config = tmp_path / "c.toml"
     config.write_text('[journal]\nbatch_max = "lots"\n')

@@ -468,6 +468,25 @@ def test_read_after_pages_in_journal_order(filled):
         assert journal.count() == 12
 
 
+def test_deliveries_carry_what_sinks_need_without_decoding_the_body(filled):
+    with read(filled) as journal:
+        first, second = journal.deliveries_after(0, limit=2)
+        assert first == (
+            1,
+            "ev-000001",
+            "conv-1",
+            "flow.start",
+            row(1),
+            1,
+            format_ms(1_000_001),
+            format_ms(2_000_001),
+        )
+        assert second[0] == 2
+        backfilled = journal.deliveries_at([11, 99])  # a position that is not there is skipped
+        assert [(d[0], d[1], d[5]) for d in backfilled] == [(11, "bf-1", None)]
+        assert journal.deliveries_after(12, limit=10) == []
+
+
 def test_iter_bodies_walks_everything_after_a_position_in_chunks(filled):
     with read(filled) as journal:
         assert [body_fields(b)["n"] for b in journal.iter_bodies(chunk=5)] == list(range(1, 13))

@@ -319,10 +319,31 @@ def validate(config_path: Path | None, as_json: bool) -> None:
         click.echo(f"  {sub['payload']}")
         for name, url in result.get("endpoints", {}).items():
             click.echo(f"{name}: {url}")
+        for name, target in result["sinks"].items():
+            click.echo(f"sink {name}: {target}")
+        if not result["sinks"]:
+            click.echo("sinks: none (events are journaled only)")
+        click.echo(_privacy_line(result["privacy"]))
+        audit = result["audit"]
+        if audit["enabled"]:
+            signed = "signed" if audit["signed_checkpoints"] else "unsigned"
+            click.echo(f"audit: {audit['directory']} ({signed} checkpoints)")
+        else:
+            click.echo("audit: off")
         for problem in result["problems"]:
             click.echo(f"PROBLEM {problem['field']}: {problem['message']}")
         click.echo("valid" if result["ok"] else f"invalid: {len(result['problems'])} problem(s)")
     sys.exit(0 if result["ok"] else 2)
+
+
+def _privacy_line(shown: dict[str, Any]) -> str:
+    if not shown["enabled"]:
+        return "privacy: OFF (caller numbers and card numbers are stored as received)"
+    cards = ", card numbers masked" if shown["scan_cards"] else ""
+    return (
+        f"privacy: on ({shown['rules']} rule(s) of yours before {shown['default_rules']} "
+        f"defaults{cards}; key {shown['key_file']})"
+    )
 
 
 # -- journal ---------------------------------------------------------------------------------------
@@ -699,3 +720,39 @@ def audit_verify(
     else:
         audit_commands.render(result, Console())
     sys.exit(0 if result["ok"] else 1)
+
+
+@main.group("config")
+def config_group() -> None:
+    """Inspect the configuration."""
+
+
+@config_group.command("show")
+@CONFIG_OPTION
+@click.option("--json", "as_json", is_flag=True)
+def config_show(config_path: Path | None, as_json: bool) -> None:
+    """The configuration in effect (file + environment + defaults), secrets redacted."""
+    from ivrstream import config as configuration
+
+    data = configuration.redacted(load_config(config_path))
+    if as_json:
+        echo_json(data)
+        return
+    for section, values in data.items():
+        if not isinstance(values, dict):
+            click.echo(f"{section} = {json.dumps(values)}")
+    for section, values in data.items():
+        if isinstance(values, dict):
+            _show_section(section, values)
+
+
+def _show_section(name: str, values: dict[str, Any]) -> None:
+    flat = {k: v for k, v in values.items() if not isinstance(v, dict)}
+    click.echo(f"\n[{name}]")
+    for key, value in flat.items():
+        if value is not None:
+            bare = key.replace("_", "").replace("-", "").isalnum()
+            click.echo(f"{key if bare else json.dumps(key)} = {json.dumps(value)}")
+    for key, value in values.items():
+        if isinstance(value, dict):
+            _show_section(f"{name}.{key}", value)

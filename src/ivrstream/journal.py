@@ -121,6 +121,17 @@ CHECKPOINT_INTERVAL = 1.0  # seconds between the checkpointer's passive checkpoi
 CHUNKS = (2048, 512, 128, 32, 8, 2, 1)
 SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
+# What a sink gets per event: (pos, event_id, conversation_id, event_type, body, sequence_id,
+# event_time, received_at). The last three come from the generated columns, so SQLite reads
+# them out of the body (without the GIL) and no sink has to decode the JSON for them.
+DeliveryRow = tuple[int, str, str, str, bytes, int | None, str | None, str | None]
+# Rows come out of SQLite in this shape, with no Python work per row: the journal only holds
+# canonical events, whose sequence_id is an integer or null and whose times are text.
+_DELIVERY_SELECT = (
+    "SELECT pos, event_id, coalesce(conversation_id, ''), coalesce(event_type, ''), body,"
+    " sequence_id, event_time, received_at FROM events"
+)
+
 
 @dataclass(frozen=True)
 class QuarantineRow:
@@ -502,24 +513,20 @@ class Journal:
     def cursors(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT sink, position FROM cursors"))
 
-    def deliveries_after(self, pos: int, limit: int) -> list[tuple[int, str, str, str, bytes]]:
-        """(pos, event_id, conversation_id, event_type, body) after ``pos``, in journal order."""
-        rows = self.db.execute(
-            "SELECT pos, event_id, conversation_id, event_type, body FROM events"
-            " WHERE pos > ? ORDER BY pos LIMIT ?",
-            (pos, limit),
+    def deliveries_after(self, pos: int, limit: int) -> list[DeliveryRow]:
+        """The events after ``pos``, in journal order, as :class:`DeliveryRow` tuples."""
+        cursor = self.db.execute(
+            _DELIVERY_SELECT + " WHERE pos > ? ORDER BY pos LIMIT ?", (pos, limit)
         )
-        return [(r[0], r[1], r[2] or "", r[3] or "", bytes(r[4])) for r in rows]
+        rows: list[DeliveryRow] = cursor.fetchall()
+        return rows
 
-    def deliveries_at(self, positions: list[int]) -> list[tuple[int, str, str, str, bytes]]:
+    def deliveries_at(self, positions: list[int]) -> list[DeliveryRow]:
         out = []
         for pos in positions:
-            r = self.db.execute(
-                "SELECT pos, event_id, conversation_id, event_type, body FROM events WHERE pos = ?",
-                (pos,),
-            ).fetchone()
-            if r is not None:
-                out.append((r[0], r[1], r[2] or "", r[3] or "", bytes(r[4])))
+            row = self.db.execute(_DELIVERY_SELECT + " WHERE pos = ?", (pos,)).fetchone()
+            if row is not None:
+                out.append(row)
         return out
 
     def event_time_at(self, pos: int) -> str | None:

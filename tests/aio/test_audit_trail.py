@@ -122,3 +122,44 @@ def _journaled(path) -> int:
         return 0
     with open_journal(path) as j:
         return j.count()
+
+
+async def test_the_audit_sink_records_journal_rows_and_hand_built_deliveries_alike(tmp_path):
+    from ivrstream.aio.audit import AuditSink, AuditTrail
+    from ivrstream.config import AuditSettings
+    from ivrstream.sinks.base import Delivery
+    from ivrstream.testing.clock import FakeClock
+
+    def body(n: int, received_at: str) -> bytes:
+        return msgspec.json.encode(
+            {
+                "event_id": f"e{n}",
+                "event_type": "flow.start",
+                "sequence_id": n,
+                "event_time": "2026-05-01T10:00:00.000Z",
+                "received_at": received_at,
+            }
+        )
+
+    trail = AuditTrail(AuditSettings(directory=str(tmp_path)), FakeClock())
+    await trail.open(b"digest")
+    sink = AuditSink(trail)
+    from_journal = Delivery(
+        1, "e1", "c", "flow.start", body(1, "x"), 1, "2026-05-01T10:00:00.000Z",
+        "2026-05-01T10:00:00.250Z",
+    )  # fmt: skip
+    by_hand = Delivery(2, "e2", "c", "", body(2, "2026-05-01T10:00:01.500Z"))
+    naive = Delivery(3, "e3", "c", "", body(3, "10 past 10"))  # not ISO-8601: no latency
+    outcome = await sink.deliver([from_journal, by_hand, naive])
+    assert outcome.verdict == "ok"
+    await trail.close("test")
+    reopened = AuditTrail(AuditSettings(directory=str(tmp_path)), FakeClock())
+    await reopened.open(b"digest")  # a restart whose cursor lagged the trail: no second record
+    assert (await AuditSink(reopened).deliver([by_hand])).duplicates == 1
+    await reopened.close("test")
+    events = {r["event_id"]: r for r in audit_records(tmp_path) if r["kind"] == "event"}
+    assert events["e1"]["receive_latency_ms"] == 250.0
+    assert events["e2"]["receive_latency_ms"] == 1500.0
+    assert (events["e2"]["event_type"], events["e2"]["sequence_id"]) == ("flow.start", 2)
+    assert events["e3"]["receive_latency_ms"] is None
+    assert verify([tmp_path]).ok

@@ -18,7 +18,10 @@ Rules this module keeps:
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -29,7 +32,6 @@ from ivrstream import __version__
 from ivrstream.audit import AuditLog, load_private_key, records
 from ivrstream.audit.errors import AuditError
 from ivrstream.clock import Clock
-from ivrstream.codec import parse_timestamp_ms
 from ivrstream.config import AuditSettings
 from ivrstream.errors import ConfigError
 from ivrstream.hooks import Hooks
@@ -37,14 +39,6 @@ from ivrstream.sinks.base import Delivery, Outcome
 
 log = logging.getLogger("ivrstream.audit")
 TAIL_BYTES = 8 * 1024 * 1024  # how much of the newest file to read for events already audited
-
-
-class _Head(msgspec.Struct):
-    event_id: str
-    event_type: str | None = None
-    sequence_id: int | None = None
-    event_time: str | None = None
-    received_at: str | None = None
 
 
 class AuditTrail:
@@ -71,6 +65,7 @@ class AuditTrail:
             fsync_interval=self.settings.fsync_interval,
             checkpoint_interval=self.settings.checkpoint_interval,
             signing_key=key,
+            id_factory=audit_ids(),
         )
         await self._run(self._log.open)
         self.recent = await self._run(self._recent_event_ids)
@@ -85,6 +80,12 @@ class AuditTrail:
         assert self._log is not None
         await self._run(self._log.append, batch)
         self.records += len(batch)
+
+    async def append_events(self, events: list[records.EventFacts]) -> None:
+        """Event records: hashing and encoding happen on the trail's thread."""
+        assert self._log is not None
+        await self._run(self._log.append_events, events)
+        self.records += len(events)
 
     def note(self, record: dict[str, Any]) -> None:
         """Append an operational record soon (in order with everything else), from a hook."""
@@ -150,6 +151,14 @@ class AuditTrail:
         return stats
 
 
+def audit_ids() -> Callable[[], str]:
+    """Unique audit ids without a random draw per record: this run's random prefix and a
+    counter (a uuid4 per record cost more than the rest of the record together)."""
+    run = uuid.uuid4().hex[:16]
+    counter = itertools.count(1)
+    return lambda: f"{run}-{next(counter):08x}"
+
+
 class AuditSink:
     """Journaled events → event records. Delivered in journal order (one lane)."""
 
@@ -157,52 +166,45 @@ class AuditSink:
 
     def __init__(self, trail: AuditTrail) -> None:
         self.trail = trail
-        self._decode = msgspec.json.Decoder(_Head).decode
         self.skipped = 0
 
     async def start(self) -> None:
         return None
 
     async def deliver(self, batch: list[Delivery]) -> Outcome:
-        batch_records = []
         recent = self.trail.recent
-        for delivery in batch:
-            if delivery.event_id in recent:
-                self.skipped += 1
-                continue
-            head = self._decode(delivery.body)
-            batch_records.append(
-                records.event_record(
-                    delivery.body,
-                    event_id=head.event_id,
-                    event_type=head.event_type,
-                    sequence_id=head.sequence_id,
-                    event_time=head.event_time,
-                    receive_latency_ms=_latency_ms(head),
-                )
+        events = [
+            records.EventFacts(
+                d.event_id, d.event_type or None, d.sequence_id, d.event_time, d.received_at, d.body
             )
-        if batch_records:
+            if d.event_time is not None or d.sequence_id is not None
+            else self._facts_from_body(d)  # built by hand, not read from a journal
+            for d in batch
+            if d.event_id not in recent
+        ]
+        self.skipped += len(batch) - len(events)
+        if events:
             try:
-                await self.trail.append(batch_records)
+                await self.trail.append_events(events)
             except (AuditError, OSError) as exc:
                 return Outcome.retry(f"audit trail: {exc}")
-        return Outcome.ok(duplicates=len(batch) - len(batch_records))
+        return Outcome.ok(duplicates=len(batch) - len(events))
+
+    @staticmethod
+    def _facts_from_body(delivery: Delivery) -> records.EventFacts:
+        try:
+            facts = records.event_facts(delivery.body)
+        except (msgspec.DecodeError, ValueError):
+            facts = records.EventFacts(
+                delivery.event_id, delivery.event_type or None, None, None, None, delivery.body
+            )
+        return facts._replace(event_id=delivery.event_id)
 
     async def close(self) -> None:
         return None
 
     def statistics(self) -> dict[str, Any]:
         return {**self.trail.statistics(), "skipped": self.skipped}
-
-
-def _latency_ms(head: _Head) -> float | None:
-    if head.event_time is None or head.received_at is None:
-        return None
-    event_ms = parse_timestamp_ms(head.event_time)
-    received_ms = parse_timestamp_ms(head.received_at)
-    if event_ms is None or received_ms is None:
-        return None
-    return float(received_ms - event_ms)
 
 
 def config_digest(redacted: dict[str, Any]) -> bytes:

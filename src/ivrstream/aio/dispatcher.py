@@ -155,9 +155,13 @@ class Dispatcher:
             stretch = _Stretch(end=rows[-1][0], outstanding=len(rows))
             self._stretches.append(stretch)
             read_to = stretch.end
-            split: list[list[Delivery]] = [[] for _ in queues]
-            for row in rows:
-                split[zlib.crc32(row[2].encode()) % len(queues)].append(Delivery(*row))
+            make = Delivery._make
+            if len(queues) == 1:
+                split = [list(map(make, rows))]
+            else:
+                split = [[] for _ in queues]
+                for row in rows:
+                    split[zlib.crc32(row[2].encode()) % len(queues)].append(make(row))
             for queue, share in zip(queues, split, strict=True):
                 if share:
                     await queue.put((share, stretch))  # waits while the lane is full
@@ -273,7 +277,7 @@ class Dispatcher:
             return
         positions = [q["pos"] for q in queued]
         rows = await reader.call(lambda j: j.deliveries_at(positions))
-        deliveries = [Delivery(*row) for row in rows]
+        deliveries = list(map(Delivery._make, rows))
         log.info("sink %s: delivering %d dead letters again", self.name, len(deliveries))
         dead = await self._deliver_lane(deliveries)
         failed = {d.pos for d in dead}

@@ -78,7 +78,7 @@ def against_journal(
     with open_journal(journal_db) as journal:
         pos = 0
         while rows := journal.deliveries_after(pos, 5_000):
-            for pos, event_id, _, _, body in rows:
+            for pos, event_id, _, _, body, *_ in rows:
                 journaled.add(event_id)
                 entries = audit.get(event_id, [])
                 if not entries:

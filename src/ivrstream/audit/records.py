@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from hashlib import sha256
+from typing import Any, NamedTuple
 
 import msgspec
 
-from ivrstream.isotime import TimeFormatError, parse_ms
 from ivrstream.logs import REDACTOR
 
 ZERO_HASH = "0" * 64
@@ -95,6 +96,96 @@ def parse_record(line: bytes) -> tuple[dict[str, Any] | None, str | None]:
 # -- builders: what the service appends ----------------------------------------------------------
 
 
+class EventFacts(NamedTuple):
+    """What an event record says about one journaled event, before the log seals it."""
+
+    event_id: str
+    event_type: str | None
+    sequence_id: int | None
+    event_time: str | None  # ISO-8601, as in the event
+    received_at: str | None  # ISO-8601, when ivrstream received it
+    body: bytes  # the canonical event as journaled: its SHA-256 goes in the record
+
+
+class _EventLine(msgspec.Struct):
+    """An event record as one line; fields in sorted order, so encoding it gives exactly
+    :func:`canonical` of the same record as a dict (a test holds the two together)."""
+
+    audit_id: str
+    event_id: str
+    event_sha256: str
+    event_time: str | None
+    event_type: str | None
+    kind: str
+    logged_at: str
+    prev: str
+    receive_latency_ms: float | None
+    seq: int
+    sequence_id: int | None
+
+
+_encode_line = msgspec.json.Encoder().encode
+_ONE_MS = timedelta(milliseconds=1)
+
+
+def latency_ms(event_time: str | None, received_at: str | None) -> float | None:
+    """``received_at - event_time`` in ms (an ISO-8601 time without an offset is UTC); None
+    when either is missing or not ISO-8601."""
+    if event_time is None or received_at is None:
+        return None
+    try:
+        received, happened = datetime.fromisoformat(received_at), datetime.fromisoformat(event_time)
+    except (TypeError, ValueError):
+        return None
+    if received.tzinfo is None:
+        received = received.replace(tzinfo=UTC)
+    if happened.tzinfo is None:
+        happened = happened.replace(tzinfo=UTC)
+    return (received - happened) / _ONE_MS
+
+
+def event_line(facts: EventFacts, *, seq: int, prev: str, logged_at: str, audit_id: str) -> bytes:
+    """The sealed event record for ``facts`` as its canonical line (no newline)."""
+    return _encode_line(
+        _EventLine(  # positional, in the declared (sorted) order: the hot path
+            audit_id,
+            facts.event_id,
+            sha256(facts.body).hexdigest(),
+            facts.event_time,
+            facts.event_type,
+            EVENT,
+            logged_at,
+            prev,
+            latency_ms(facts.event_time, facts.received_at),
+            seq,
+            facts.sequence_id,
+        )
+    )
+
+
+def event_facts(body: bytes) -> EventFacts:
+    """:class:`EventFacts` read from a canonical event itself."""
+    fields = msgspec.json.decode(body)
+    if not isinstance(fields, dict) or not isinstance(fields.get("event_id"), str):
+        raise ValueError("not a canonical event: no event_id")
+
+    def text(name: str) -> str | None:
+        value = fields.get(name)
+        return value if isinstance(value, str) else None
+
+    sequence_id = fields.get("sequence_id")
+    return EventFacts(
+        event_id=fields["event_id"],
+        event_type=text("event_type"),
+        sequence_id=sequence_id
+        if isinstance(sequence_id, int) and not isinstance(sequence_id, bool)
+        else None,
+        event_time=text("event_time"),
+        received_at=text("received_at"),
+        body=body,
+    )
+
+
 def event_record(
     body: bytes,
     *,
@@ -104,7 +195,9 @@ def event_record(
     event_time: str | None,
     receive_latency_ms: float | None,
 ) -> dict[str, Any]:
-    """The record for one journaled event; ``body`` is the canonical event bytes as journaled."""
+    """The record for one journaled event as a dict (the log seals it); ``body`` is the
+    canonical event bytes as journaled. The service writes :class:`EventFacts` instead, through
+    the writer's faster ``append_events``; both give the same line."""
     return {
         "kind": EVENT,
         "event_id": event_id,
@@ -121,24 +214,15 @@ def event_record_from_body(
 ) -> dict[str, Any]:
     """:func:`event_record` with the fields read from the canonical event itself; the latency,
     unless given, is ``received_at - event_time``."""
-    fields = msgspec.json.decode(body)
-    if not isinstance(fields, dict) or not isinstance(fields.get("event_id"), str):
-        raise ValueError("not a canonical event: no event_id")
-    event_time = fields.get("event_time")
-    if receive_latency_ms is None and isinstance(event_time, str):
-        received_at = fields.get("received_at")
-        if isinstance(received_at, str):
-            try:
-                receive_latency_ms = float(parse_ms(received_at) - parse_ms(event_time))
-            except TimeFormatError:
-                receive_latency_ms = None
-    sequence_id = fields.get("sequence_id")
+    facts = event_facts(body)
+    if receive_latency_ms is None:
+        receive_latency_ms = latency_ms(facts.event_time, facts.received_at)
     return event_record(
         body,
-        event_id=fields["event_id"],
-        event_type=fields.get("event_type"),
-        sequence_id=sequence_id if isinstance(sequence_id, int) else None,
-        event_time=event_time if isinstance(event_time, str) else None,
+        event_id=facts.event_id,
+        event_type=facts.event_type,
+        sequence_id=facts.sequence_id,
+        event_time=facts.event_time,
         receive_latency_ms=receive_latency_ms,
     )
 

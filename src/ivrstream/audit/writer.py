@@ -32,10 +32,10 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -50,7 +50,9 @@ from ivrstream.audit.records import (
     TORN_LINE_REPAIRED,
     WRITER_KINDS,
     ZERO_HASH,
+    EventFacts,
     canonical,
+    event_line,
     file_name,
     sha256_hex,
 )
@@ -59,6 +61,7 @@ from ivrstream.clock import Clock
 from ivrstream.isotime import format_ms
 
 MiB = 1024 * 1024
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,14 @@ class AuditLog:
             assigned = ASSIGNED_FIELDS.intersection(record)
             if assigned:
                 raise ValueError(f"the audit log assigns {sorted(assigned)}; leave them out")
+        self._append_batch(records, self._append_one)
+
+    def append_events(self, events: Sequence[EventFacts]) -> None:
+        """:meth:`append` for event records, given as :class:`EventFacts`: the same lines,
+        built without a dict per record (this is the trail's hot path)."""
+        self._append_batch(events, self._append_event)
+
+    def _append_batch(self, items: Sequence[_T], append_one: Callable[[_T, int], None]) -> None:
         with self._lock:
             self._writable()
             now, mono = self._now_ms(), self.clock.monotonic()
@@ -187,11 +198,11 @@ class AuditLog:
                     self._checkpoint("interval", now)
                 if _day(now) > self._day:
                     self._rotate(now)
-                for record in records:
-                    self._append_one(record, now)
+                for item in items:
+                    append_one(item, now)
             finally:
                 self._flush()
-            self._stats["records"] += len(records)
+            self._stats["records"] += len(items)
             self._maybe_fsync(mono)
 
     def tick(self) -> None:
@@ -283,6 +294,22 @@ class AuditLog:
             self._rotate(now)
             line = canonical(self._seal(fields, now, record["audit_id"]))
         self._commit(line)
+
+    def _append_event(self, facts: EventFacts, now: int) -> None:
+        if now != self._stamp_ms:
+            self._stamp_ms, self._stamp = now, format_ms(now)
+        audit_id = self._ids()
+
+        def line() -> bytes:
+            return event_line(
+                facts, seq=self._seq + 1, prev=self._prev, logged_at=self._stamp, audit_id=audit_id
+            )
+
+        sealed = line()
+        if self._file_records > 1 and self._file_bytes + len(sealed) + 1 > self.max_bytes:
+            self._rotate(now)
+            sealed = line()
+        self._commit(sealed)
 
     def _checkpoint(self, reason: str, now: int) -> dict[str, Any]:
         record = self._seal(

@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from ivrstream import config as configuration
+from ivrstream import privacy, sinks
+from ivrstream.audit.keys import AuditKeyError, load_private_key
+from ivrstream.clock import SystemClock
 from ivrstream.config import Config
 from ivrstream.errors import ConfigError
 from ivrstream.protocol.eventstreams import (
@@ -55,5 +58,59 @@ def verdict(config: Config) -> dict[str, Any]:
         problems.append(
             {"field": f"eventstreams.subscription.{violation.field}", "message": violation.message}
         )
+    result["sinks"] = _sinks(config, problems)
+    result["privacy"] = _privacy(config, problems)
+    result["audit"] = _audit(config, problems)
     result["ok"] = not problems
     return result
+
+
+_TARGET = {"webhook": "url", "postgres": "dsn", "nats": "servers", "jsonl": "path"}
+
+
+def _sinks(config: Config, problems: list[dict[str, str]]) -> dict[str, Any]:
+    """Each configured sink and where it delivers (passwords redacted); building one checks its
+    settings without connecting."""
+    shown = configuration.redacted(config)["sinks"]
+    out = {}
+    for name, settings in sinks.configured(config):
+        out[name] = shown[name][_TARGET[name]]
+        try:
+            sinks.build_one(settings, SystemClock())
+        except ConfigError as exc:
+            problems.append({"field": exc.field, "message": exc.message})
+    return out
+
+
+def _privacy(config: Config, problems: list[dict[str, str]]) -> dict[str, Any]:
+    settings = config.privacy
+    if not settings.enabled:
+        return {"enabled": False}
+    rules = [privacy.Rule(r.path, r.action, r.keep_last) for r in settings.rules or []]
+    try:
+        privacy.Redactor(
+            [*rules, *privacy.DEFAULT_RULES], bytes(privacy.MIN_KEY_BYTES), scan_cards=False
+        )
+    except ConfigError as exc:
+        problems.append({"field": exc.field, "message": exc.message})
+    except ValueError as exc:
+        problems.append({"field": "privacy.rules", "message": str(exc)})
+    return {
+        "enabled": True,
+        "rules": len(rules),
+        "default_rules": len(privacy.DEFAULT_RULES),
+        "scan_cards": settings.scan_cards,
+        "key_file": settings.key_file or f"{config.journal.path}.privacy-key",
+    }
+
+
+def _audit(config: Config, problems: list[dict[str, str]]) -> dict[str, Any]:
+    settings = config.audit
+    if not settings.directory:
+        return {"enabled": False}
+    signed = False
+    try:
+        signed = load_private_key(settings.signing_key_file) is not None
+    except (AuditKeyError, OSError) as exc:
+        problems.append({"field": "audit.signing_key_file", "message": str(exc)})
+    return {"enabled": True, "directory": settings.directory, "signed_checkpoints": signed}

@@ -19,18 +19,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One journaled event on its way to a sink."""
+class Delivery(NamedTuple):
+    """One journaled event on its way to a sink (a named tuple: the dispatcher makes one per
+    event per sink, straight from a journal row)."""
 
     pos: int  # journal position
     event_id: str
     conversation_id: str
     event_type: str
     body: bytes  # the canonical event, JSON
+    sequence_id: int | None = None
+    event_time: str | None = None  # ISO-8601, as in the body
+    received_at: str | None = None
 
 
 class Verdict(StrEnum):
