@@ -78,6 +78,7 @@ async def test_every_event_reaches_every_sink_once_in_conversation_order(
                 emu.world.paused = True
                 await drained(sub)
                 stats = sub.statistics()["sinks"]
+                shared = sub.tail.hits
             assert_matches_ledger(journal, emu)
             events = journal_events(journal)
             expected = {e["event_id"] for e in events}
@@ -95,6 +96,7 @@ async def test_every_event_reaches_every_sink_once_in_conversation_order(
         if stored.name != "postgres":  # PostgreSQL keeps no arrival order to check
             stored.assert_conversation_order(position, conversation)
     assert all(s["dead_lettered"] == 0 for s in stats.values())
+    assert shared > 0  # sinks that keep up share one read of the newest events
     with open_journal(journal) as j:
         assert set(j.cursors()) == {"webhook", "postgres", "nats", "jsonl"}
 

@@ -81,7 +81,7 @@ class AuditTrail:
         await self._run(self._log.append, batch)
         self.records += len(batch)
 
-    async def append_events(self, events: list[records.EventFacts]) -> None:
+    async def append_events(self, events: list[records.EventLike]) -> None:
         """Event records: hashing and encoding happen on the trail's thread."""
         assert self._log is not None
         await self._run(self._log.append_events, events)
@@ -173,14 +173,12 @@ class AuditSink:
 
     async def deliver(self, batch: list[Delivery]) -> Outcome:
         recent = self.trail.recent
-        events = [
-            records.EventFacts(
-                d.event_id, d.event_type or None, d.sequence_id, d.event_time, d.received_at, d.body
-            )
+        fresh = [d for d in batch if d.event_id not in recent] if recent else batch
+        events: list[records.EventLike] = [
+            d
             if d.event_time is not None or d.sequence_id is not None
             else self._facts_from_body(d)  # built by hand, not read from a journal
-            for d in batch
-            if d.event_id not in recent
+            for d in fresh
         ]
         self.skipped += len(batch) - len(events)
         if events:

@@ -33,6 +33,7 @@ from typing import Any
 
 from ivrstream.aio.intake import Intake
 from ivrstream.aio.reader import JournalReader
+from ivrstream.aio.tail import JournalTail
 from ivrstream.clock import Clock
 from ivrstream.config import SinkSettings
 from ivrstream.hooks import Hooks
@@ -78,8 +79,10 @@ class Dispatcher:
         clock: Clock,
         rng: random.Random,
         hooks: Hooks,
+        tail: JournalTail | None = None,
     ) -> None:
         self.sink = sink
+        self.tail = tail  # the newest events, shared with the other dispatchers
         self.name = sink.name
         self.settings = settings
         self.intake = intake
@@ -141,7 +144,7 @@ class Dispatcher:
             if now - last_dead_letter_look >= self.dead_letter_poll:
                 last_dead_letter_look = now
                 await self._redeliver_queued()
-            rows = await reader.call(partial(Journal.deliveries_after, pos=read_to, limit=limit))
+            rows = await self._next(reader, read_to, limit)
             if not rows:
                 if not self._stretches:
                     self.state = "idle"
@@ -155,16 +158,41 @@ class Dispatcher:
             stretch = _Stretch(end=rows[-1][0], outstanding=len(rows))
             self._stretches.append(stretch)
             read_to = stretch.end
-            make = Delivery._make
             if len(queues) == 1:
-                split = [list(map(make, rows))]
+                split = [rows]
             else:
                 split = [[] for _ in queues]
                 for row in rows:
-                    split[zlib.crc32(row[2].encode()) % len(queues)].append(make(row))
+                    split[zlib.crc32(row.conversation_id.encode()) % len(queues)].append(row)
             for queue, share in zip(queues, split, strict=True):
                 if share:
                     await queue.put((share, stretch))  # waits while the lane is full
+
+    async def _next(self, reader: JournalReader, position: int, limit: int) -> list[Delivery]:
+        """The events after ``position``: from the shared tail when it has them, else from the
+        journal (and then into the tail for the other dispatchers)."""
+        tail = self.tail
+        if tail is None:
+            rows = await reader.call(partial(Journal.deliveries_after, pos=position, limit=limit))
+            return list(map(Delivery._make, rows))
+        shared = tail.after(position, limit)
+        if shared:
+            return shared
+        in_flight = tail.read_in_flight(position)
+        if in_flight is not None:
+            await in_flight.wait()
+            shared = tail.after(position, limit)
+            if shared:
+                return shared
+        reading = tail.begin_read(position)
+        try:
+            rows = await reader.call(partial(Journal.deliveries_after, pos=position, limit=limit))
+            events = list(map(Delivery._make, rows))
+            tail.add(position, events)
+        finally:
+            if reading:
+                tail.end_read()
+        return events
 
     async def _lane(self, queue: asyncio.Queue[tuple[list[Delivery], _Stretch]]) -> None:
         """Deliver one lane's share of each stretch, in order, ``batch_max`` at a time."""

@@ -37,6 +37,7 @@ from ivrstream.aio.dispatcher import Dispatcher
 from ivrstream.aio.eventstreams import EventStreamsSource
 from ivrstream.aio.intake import Intake
 from ivrstream.aio.reader import JournalReader
+from ivrstream.aio.tail import JournalTail
 from ivrstream.clock import Clock, SystemClock
 from ivrstream.config import Config, SinkSettings
 from ivrstream.errors import ConfigError
@@ -118,8 +119,9 @@ class Subscriber:
         )
         self.tokens: TokenManager | None = None
         self.source: EventStreamsSource | None = None
+        self.tail = JournalTail()
         self.dispatchers = [
-            Dispatcher(sink, settings, self.intake, self.clock, self.rng, self.hooks)
+            Dispatcher(sink, settings, self.intake, self.clock, self.rng, self.hooks, self.tail)
             for sink, settings in sinks.build(config, self.clock)
         ]
         self.audit: AuditTrail | None = None
@@ -133,6 +135,7 @@ class Subscriber:
                     self.clock,
                     self.rng,
                     self.hooks,
+                    self.tail,
                 )
             )
         self._deliveries: list[asyncio.Task[None]] = []
@@ -309,4 +312,5 @@ class Subscriber:
             "intake": self.intake.statistics(),
             "auth": self.tokens.statistics() if self.tokens else None,
             "sinks": {d.name: d.statistics() for d in self.dispatchers},
+            "shared_reads": {"served": self.tail.hits, "read": self.tail.misses},
         }

@@ -19,7 +19,7 @@ import hashlib
 import re
 from datetime import UTC, datetime, timedelta
 from hashlib import sha256
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import msgspec
 
@@ -107,6 +107,24 @@ class EventFacts(NamedTuple):
     body: bytes  # the canonical event as journaled: its SHA-256 goes in the record
 
 
+class EventLike(Protocol):
+    """Anything with the fields of :class:`EventFacts` — a sink's ``Delivery`` read from the
+    journal is one, so the service hands deliveries to the log as they are."""
+
+    @property
+    def event_id(self) -> str: ...
+    @property
+    def event_type(self) -> str | None: ...
+    @property
+    def sequence_id(self) -> int | None: ...
+    @property
+    def event_time(self) -> str | None: ...
+    @property
+    def received_at(self) -> str | None: ...
+    @property
+    def body(self) -> bytes: ...
+
+
 class _EventLine(msgspec.Struct):
     """An event record as one line; fields in sorted order, so encoding it gives exactly
     :func:`canonical` of the same record as a dict (a test holds the two together)."""
@@ -144,7 +162,7 @@ def latency_ms(event_time: str | None, received_at: str | None) -> float | None:
     return (received - happened) / _ONE_MS
 
 
-def event_line(facts: EventFacts, *, seq: int, prev: str, logged_at: str, audit_id: str) -> bytes:
+def event_line(facts: EventLike, *, seq: int, prev: str, logged_at: str, audit_id: str) -> bytes:
     """The sealed event record for ``facts`` as its canonical line (no newline)."""
     return _encode_line(
         _EventLine(  # positional, in the declared (sorted) order: the hot path
@@ -152,7 +170,7 @@ def event_line(facts: EventFacts, *, seq: int, prev: str, logged_at: str, audit_
             facts.event_id,
             sha256(facts.body).hexdigest(),
             facts.event_time,
-            facts.event_type,
+            facts.event_type or None,
             EVENT,
             logged_at,
             prev,

@@ -50,7 +50,7 @@ from ivrstream.audit.records import (
     TORN_LINE_REPAIRED,
     WRITER_KINDS,
     ZERO_HASH,
-    EventFacts,
+    EventLike,
     canonical,
     event_line,
     file_name,
@@ -184,8 +184,9 @@ class AuditLog:
                 raise ValueError(f"the audit log assigns {sorted(assigned)}; leave them out")
         self._append_batch(records, self._append_one)
 
-    def append_events(self, events: Sequence[EventFacts]) -> None:
-        """:meth:`append` for event records, given as :class:`EventFacts`: the same lines,
+    def append_events(self, events: Sequence[EventLike]) -> None:
+        """:meth:`append` for event records, given as :class:`EventFacts` (or anything shaped
+        like them): the same lines,
         built without a dict per record (this is the trail's hot path)."""
         self._append_batch(events, self._append_event)
 
@@ -295,7 +296,7 @@ class AuditLog:
             line = canonical(self._seal(fields, now, record["audit_id"]))
         self._commit(line)
 
-    def _append_event(self, facts: EventFacts, now: int) -> None:
+    def _append_event(self, facts: EventLike, now: int) -> None:
         if now != self._stamp_ms:
             self._stamp_ms, self._stamp = now, format_ms(now)
         audit_id = self._ids()
