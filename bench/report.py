@@ -24,6 +24,7 @@ def section(result: dict) -> str:
         f"- **{result['value']:,} {unit}** (target {result['target']:,} {unit}); "
         f"baseline ({result['baseline_name']}): {result['baseline']:,} {unit}; "
         f"ratio **{result['ratio']}×**",
+        *(f"- {line}" for line in result.get("also", [])),
         f"- command: `{result['command']}`",
         f"- measured {result['when']} on {result['machine']['cpus']} CPUs, "
         f"Python {result['machine']['python']}, {result['machine']['platform']}",
