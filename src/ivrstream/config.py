@@ -60,6 +60,62 @@ class EventStreamsSettings(_Section):
     token_in_query: bool = False  # the seed's ?access_token= (ends up in proxy logs: avoid)
 
 
+Coverage = Literal["flows", "queues", "conversations"]
+DetailKind = Literal[
+    "flow.start",
+    "flow.end",
+    "flow.outcome",
+    "customer.start",
+    "customer.end",
+    "acd.start",
+    "acd.end",
+    "attributes",
+]
+
+
+class NotificationsSettings(_Section):
+    """The public Notifications API (``source = "notifications"``). Facts Genesys does not
+    document are settings here, with the reference's defaults."""
+
+    # how conversations are found (any of): per-flow metric topics of the IVR flows, queue
+    # conversation topics, and per-conversation detail topics for every conversation found
+    coverage: list[Coverage] = msgspec.field(default_factory=lambda: ["flows", "conversations"])
+    flow_ids: list[str] = msgspec.field(default_factory=list)  # none: every INBOUNDCALL flow
+    flow_names: list[str] = msgspec.field(default_factory=list)  # resolved via GET /api/v2/flows
+    queue_ids: list[str] = msgspec.field(default_factory=list)
+    detail_kinds: list[DetailKind] = msgspec.field(
+        default_factory=lambda: [
+            "flow.start",
+            "flow.end",
+            "flow.outcome",
+            "customer.start",
+            "customer.end",
+            "acd.start",
+            "acd.end",
+            "attributes",
+        ]
+    )
+    max_channels: int = 10  # of the client's 20: leave room for other users of the client
+    topics_per_channel: int = 1_000
+    conversation_ttl: float = 4 * 3600.0  # release a conversation's topics after this long
+    discovery_interval: float = 60.0  # details query for conversations in progress (0: off)
+    heartbeat_timeout: float = 75.0  # no heartbeat or event this long → ping (observed: 30 s)
+    pong_timeout: float = 10.0  # no pong this long after a ping → reconnect
+    renew_before: float = 3600.0  # re-subscribe this long before a channel expires (24 h)
+    reorder_window: float = 2.0  # per-conversation event-time reordering
+
+
+class BackfillSettings(_Section):
+    """Filling gaps from ``/api/v2/analytics/conversations/details``."""
+
+    enabled: bool = True
+    page_size: int = 100  # maximum unconfirmed; halved on HTTP 400
+    settle: float = 60.0  # never query closer to now than this (totalHits moves while live)
+    jobs_over: float = 6 * 3600.0  # windows longer than this use the async jobs API
+    segment_filter_purpose: str = "ivr"  # participants[].purpose that marks an IVR conversation
+    max_retry_after: float = 180.0
+
+
 class ReconnectSettings(_Section):
     base: float = 1.0
     cap: float = 30.0
@@ -149,6 +205,8 @@ class Config(_Section):
     source: Literal["eventstreams", "notifications"] = "eventstreams"
     genesys: GenesysSettings = msgspec.field(default_factory=GenesysSettings)
     eventstreams: EventStreamsSettings = msgspec.field(default_factory=EventStreamsSettings)
+    notifications: NotificationsSettings = msgspec.field(default_factory=NotificationsSettings)
+    backfill: BackfillSettings = msgspec.field(default_factory=BackfillSettings)
     reconnect: ReconnectSettings = msgspec.field(default_factory=ReconnectSettings)
     ordering: OrderingSettings = msgspec.field(default_factory=OrderingSettings)
     journal: JournalSettings = msgspec.field(default_factory=JournalSettings)
