@@ -114,6 +114,14 @@ class BackfillSettings(_Section):
     jobs_over: float = 6 * 3600.0  # windows longer than this use the async jobs API
     segment_filter_purpose: str = "ivr"  # participants[].purpose that marks an IVR conversation
     max_retry_after: float = 180.0
+    # a gap's events may belong to conversations that started before it: query this far back
+    lookback: float = 2 * 3600.0
+    check_every: float = 30.0  # how often open gaps are looked for
+    resend_grace: float = 30.0  # an Event Streams gap first gets this long to be re-sent
+    # also filter on conversationStart (a documented conversation dimension; that it narrows
+    # the day-matched scan is unconfirmed): without it, a short window late in a busy day pages
+    # through every conversation of that day
+    start_filter: bool = True
 
 
 class ReconnectSettings(_Section):
@@ -308,6 +316,13 @@ def check(config: Config) -> None:
         "journal.batch_max": journal.batch_max,
         "journal.max_pending": journal.max_pending,
         "journal.max_pending_bytes": journal.max_pending_bytes,
+        "notifications.heartbeat_timeout": config.notifications.heartbeat_timeout,
+        "notifications.pong_timeout": config.notifications.pong_timeout,
+        "notifications.conversation_ttl": config.notifications.conversation_ttl,
+        "backfill.page_size": config.backfill.page_size,
+        "backfill.jobs_over": config.backfill.jobs_over,
+        "backfill.check_every": config.backfill.check_every,
+        "backfill.max_retry_after": config.backfill.max_retry_after,
     }
     for name, value in positive.items():
         if not value > 0:  # also refuses NaN
@@ -318,6 +333,17 @@ def check(config: Config) -> None:
         raise ConfigError("ordering.window_seconds", "must be ≥ 0")
     if journal.flush_interval < 0:
         raise ConfigError("journal.flush_interval", "must be ≥ 0")
+    not_negative = {
+        "notifications.discovery_interval": config.notifications.discovery_interval,
+        "notifications.renew_before": config.notifications.renew_before,
+        "notifications.reorder_window": config.notifications.reorder_window,
+        "backfill.settle": config.backfill.settle,
+        "backfill.lookback": config.backfill.lookback,
+        "backfill.resend_grace": config.backfill.resend_grace,
+    }
+    for name, value in not_negative.items():
+        if not value >= 0:
+            raise ConfigError(name, f"must be ≥ 0, got {value}")
     if config.genesys.grant == "jwt" and not config.genesys.jwt_private_key_file:
         raise ConfigError("genesys.jwt_private_key_file", "the jwt grant needs a private key file")
 
