@@ -7,8 +7,10 @@ option or field).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -314,11 +316,15 @@ def validate(config_path: Path | None, as_json: bool) -> None:
     if as_json:
         echo_json(result)
     else:
-        sub = result["subscription"]
-        click.echo(f"subscription: {sub['bytes']:,} of {sub['limit']:,} bytes")
-        click.echo(f"  {sub['payload']}")
+        click.echo(f"source: {result['source']}")
+        if "subscription" in result:
+            sub = result["subscription"]
+            click.echo(f"subscription: {sub['bytes']:,} of {sub['limit']:,} bytes")
+            click.echo(f"  {sub['payload']}")
         for name, url in result.get("endpoints", {}).items():
             click.echo(f"{name}: {url}")
+        if "notifications" in result:
+            click.echo(_notifications_line(result["notifications"]))
         for name, target in result["sinks"].items():
             click.echo(f"sink {name}: {target}")
         if not result["sinks"]:
@@ -334,6 +340,105 @@ def validate(config_path: Path | None, as_json: bool) -> None:
             click.echo(f"PROBLEM {problem['field']}: {problem['message']}")
         click.echo("valid" if result["ok"] else f"invalid: {len(result['problems'])} problem(s)")
     sys.exit(0 if result["ok"] else 2)
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--from", "start", required=True, help="Window start, ISO-8601 (no offset: UTC).")
+@click.option("--to", "end", required=True, help="Window end, ISO-8601 (exclusive).")
+@click.option("--journal", "journal_path", type=click.Path(dir_okay=False), help="Journal file.")
+@click.option("--region", help="Genesys region or domain (GENESYS_ENV), e.g. eu-west-1.")
+@click.option("--dry-run", is_flag=True, help="Fetch and count what is missing; write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable outcome.")
+def backfill(
+    config_path: Path | None,
+    start: str,
+    end: str,
+    journal_path: str | None,
+    region: str | None,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Fill a window of the journal from analytics conversation details (run it again to
+    resume an interrupted window). Exits 0 when the window is done, 1 when part is left."""
+    from ivrstream import logs
+    from ivrstream.commands.backfill import backfill as run_backfill
+    from ivrstream.isotime import TimeFormatError, parse_ms
+
+    logs.setup("WARNING")
+    try:
+        start_ms, end_ms = parse_ms(start), parse_ms(end)
+    except TimeFormatError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if end_ms <= start_ms:
+        raise click.BadParameter("--to must come after --from")
+    config = load_config(config_path, **{"journal.path": journal_path, "genesys.region": region})
+    with _backfill_progress(enabled=not as_json) as on_progress:
+        try:
+            report = asyncio.run(
+                run_backfill(config, start_ms, end_ms, dry_run=dry_run, on_progress=on_progress)
+            )
+        except ConfigError as exc:
+            config_error(exc)
+    if as_json:
+        echo_json(report)
+    else:
+        verb = "would journal" if dry_run else "journaled"
+        click.echo(
+            f"backfill {report['state']}: {report['conversations']} conversations,"
+            f" {report['events']} events rebuilt, {verb} {report['inserted']} missing"
+        )
+        if report["unrebuilt"]:
+            kinds = ", ".join(f"{k} ×{n}" for k, n in sorted(report["unrebuilt"].items()))
+            click.echo(f"not rebuildable from analytics: {kinds}")
+        if report["error"]:
+            click.echo(f"stopped: {report['error']} (run the same command again to resume)")
+    sys.exit(0 if report["state"] != "open" else 1)
+
+
+@contextlib.contextmanager
+def _backfill_progress(*, enabled: bool) -> Iterator[Any]:
+    """A rich progress bar on stderr (by time covered), or nothing."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    if not enabled or not console.is_terminal:
+        yield None
+        return
+    with Progress(
+        TextColumn("backfill"),
+        BarColumn(),
+        TextColumn("{task.percentage:>5.1f}%"),
+        TextColumn("{task.fields[conversations]} conversations"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("backfill", total=1.0, conversations=0)
+
+        def update(progress: Any) -> None:
+            bar.update(task, completed=progress.fraction, conversations=progress.conversations)
+
+        yield update
+
+
+def _notifications_line(shown: dict[str, Any]) -> str:
+    line = (
+        f"notifications: coverage {', '.join(shown['coverage']) or 'none'};"
+        f" {shown['base_topics']} base topic(s) on {shown['channels']} of"
+        f" {shown['max_channels']} channel(s) × {shown['topics_per_channel']:,} topics"
+    )
+    if shown["flows_resolved_at_start"]:
+        line += " (+ flows looked up at start)"
+    if shown["concurrent_conversations"] is not None:
+        line += (
+            f"; a conversation costs {shown['conversation_cost']} topic(s):"
+            f" room for {shown['concurrent_conversations']:,} at once"
+        )
+        if not shown["released_on_end"]:
+            line += " (held until conversation_ttl: customer.end is not subscribed)"
+    return line
 
 
 def _privacy_line(shown: dict[str, Any]) -> str:

@@ -101,6 +101,14 @@ CREATE TABLE IF NOT EXISTS operations(
     details TEXT NOT NULL,
     at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS backfill(
+    gap_id TEXT PRIMARY KEY,  -- the gap (or manual window) being filled from analytics
+    resume_ms INTEGER NOT NULL,  -- every conversation that started before this is journaled
+    conversations INTEGER NOT NULL DEFAULT 0,
+    events INTEGER NOT NULL DEFAULT 0,  -- rebuilt from analytics
+    inserted INTEGER NOT NULL DEFAULT 0,  -- of those, events the journal did not have yet
+    updated_at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS dead_letters(
     id INTEGER PRIMARY KEY,
     sink TEXT NOT NULL,
@@ -178,6 +186,17 @@ class DeadLetterRow:
     failed_at: int
 
 
+@dataclass(frozen=True)
+class BackfillMark:
+    """How far the backfill of one gap got; committed with the events of the same page."""
+
+    gap_id: str
+    resume_ms: int
+    conversations: int
+    events: int
+    inserted: int
+
+
 @dataclass
 class WriteBatch:
     """Everything one commit should make durable together."""
@@ -189,6 +208,7 @@ class WriteBatch:
     cursors: dict[str, int] = field(default_factory=dict)  # sink → last delivered position
     dead_letters: list[DeadLetterRow] = field(default_factory=list)
     redelivered: list[tuple[str, int]] = field(default_factory=list)  # (sink, pos) now delivered
+    backfill: list[BackfillMark] = field(default_factory=list)
     submitted: float = 0.0  # monotonic time the shell handed it over
     weight: int = 0  # bytes it holds (for intake's backpressure)
     received: list[float] = field(default_factory=list)  # monotonic receive time per event
@@ -206,6 +226,7 @@ class WriteBatch:
             or self.cursors
             or self.dead_letters
             or self.redelivered
+            or self.backfill
         )
 
 
@@ -379,6 +400,22 @@ class JournalWriter:
                     )
                 for sink, pos in b.redelivered:
                     db.execute("DELETE FROM dead_letters WHERE sink = ? AND pos = ?", (sink, pos))
+                for m in b.backfill:
+                    db.execute(
+                        "INSERT INTO backfill(gap_id, resume_ms, conversations, events, inserted,"
+                        " updated_at) VALUES (?,?,?,?,?,?) ON CONFLICT(gap_id) DO UPDATE SET"
+                        " resume_ms=max(resume_ms, excluded.resume_ms),"
+                        " conversations=excluded.conversations, events=excluded.events,"
+                        " inserted=excluded.inserted, updated_at=excluded.updated_at",
+                        (
+                            m.gap_id,
+                            m.resume_ms,
+                            m.conversations,
+                            m.events,
+                            m.inserted,
+                            _now_ms(),
+                        ),
+                    )
             marks: dict[str, StreamMark] = {}
             cursors: dict[str, int] = {}
             for b in batches:
@@ -509,6 +546,22 @@ class Journal:
         return out
 
     # -- reading events ------------------------------------------------------------------------
+
+    def backfill_progress(self, gap_id: str) -> BackfillMark | None:
+        row = self.db.execute(
+            "SELECT gap_id, resume_ms, conversations, events, inserted FROM backfill"
+            " WHERE gap_id = ?",
+            (gap_id,),
+        ).fetchone()
+        return None if row is None else BackfillMark(*row)
+
+    def known_event_ids(self, event_ids: list[str]) -> set[str]:
+        """Which of ``event_ids`` the journal already holds."""
+        rows = self.db.execute(
+            "SELECT event_id FROM events WHERE event_id IN (SELECT value FROM json_each(?))",
+            (msgspec.json.encode(event_ids).decode(),),
+        )
+        return {r[0] for r in rows}
 
     def cursors(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT sink, position FROM cursors"))

@@ -238,14 +238,21 @@ def wire(trail: AuditTrail, hooks: Hooks) -> None:
     )
     hooks.on(
         "gap",
-        lambda stream, id, first, last, size: trail.note(
+        lambda stream, id, first, last, size, **window: trail.note(
             records.gap_opened(
-                id, stream=stream, first_seq=first, last_seq=last if last is not None else -1
+                id,
+                stream=stream,
+                first_seq=first if first is not None else -1,
+                last_seq=last if last is not None else -1,
+                **window,
             )
         ),
     )
     hooks.on(
-        "gap_closed", lambda stream, id, state: trail.note(records.gap_closed(id, state=state))
+        "gap_closed",
+        lambda stream, id, state, **counts: trail.note(
+            records.gap_closed(id, state=state, **counts)
+        ),
     )
     hooks.on(
         "dead_lettered",
@@ -264,6 +271,6 @@ def operation_record(kind: str, details: dict[str, Any]) -> dict[str, Any] | Non
         return records.dlq_retry(details.get("sink"), count=int(details.get("count", 0)))
     if kind == "dlq_purge":
         return records.dlq_purge(details.get("sink"), count=int(details.get("count", 0)))
-    if kind == "verification":
-        return records.operational("verification", **details)
+    if kind in ("verification", "gap_opened", "gap_closed"):  # gaps: `ivrstream backfill`
+        return records.operational(kind, **details)
     return None

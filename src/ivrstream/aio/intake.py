@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,8 +25,9 @@ from ivrstream.codec import Decoded, FrameDecoder, Rejected
 from ivrstream.config import JournalSettings, OrderingSettings
 from ivrstream.hooks import Hooks
 from ivrstream.identity import event_id, fallback_event_id
-from ivrstream.isotime import format_ms
+from ivrstream.isotime import format_ms, parse_ms
 from ivrstream.journal import (
+    BackfillMark,
     CommitResult,
     GapRow,
     JournalError,
@@ -42,6 +43,7 @@ from ivrstream.protocol.ordering import Gap, Ordering, Outcome
 from ivrstream.stats import LatencyHistogram
 
 log = logging.getLogger("ivrstream.intake")
+SOURCE_MARK_PREFIX = "source:"  # streams rows of sources without sequence ids
 _NO_EXTRA: dict[str, Any] = {}  # shared, never written to: most events have no extra fields
 
 
@@ -140,6 +142,7 @@ class Intake:
         self._touched: set[str] = set()  # streams whose high-water mark moved since the flush
         self._encode = msgspec.json.Encoder().encode
         self._saved_gaps: dict[str, list[GapRow]] = {}
+        self._source_marks: dict[str, StreamMark] = {}  # sources without sequence ids
         self._background: set[asyncio.Future[None]] = set()
         self._quarantine_log = LogBudget(log, "quarantined frames", per=10.0, allowed=10)
 
@@ -162,6 +165,9 @@ class Intake:
             gaps = journal.gaps(state="open")
             self.last_pos = journal.last_pos()
         for mark in marks.values():
+            if mark.stream.startswith(SOURCE_MARK_PREFIX):
+                self._source_marks[mark.stream] = mark
+                continue
             stream_gaps = [g for g in gaps if g.stream == mark.stream]
             self._saved_gaps[mark.stream] = stream_gaps
             self._stream(mark.stream, "eventstreams", mark)
@@ -195,6 +201,10 @@ class Intake:
             stream = Stream(key, source, ordering, mark.subscription_id if mark else None)
             self.streams[key] = stream
         return stream
+
+    def source_mark(self, key: str) -> StreamMark | None:
+        """What :meth:`note_source` last recorded for ``key`` (also across restarts)."""
+        return self._source_marks.get(key)
 
     def resume_point(self, key: str) -> int | None:
         """``resumeAfter`` for a new subscription on ``key`` (None: nothing journaled yet)."""
@@ -272,6 +282,57 @@ class Intake:
         )
         if outcome.released or outcome.opened or outcome.changed:
             self._handle(stream, outcome)
+
+    def append_events(self, events: Sequence[InteractionEvent], *, received_mono: float) -> None:
+        """Queue canonical events built elsewhere (Notifications, backfill): privacy applied,
+        encoded, committed with the next batch. The journal drops ids it already holds."""
+        pending = self._pending
+        for event in events:
+            if self.redactor is not None:
+                event = msgspec.structs.replace(
+                    event,
+                    data=self.redactor.redact(event.data),
+                    extra=self.redactor.redact(event.extra) if event.extra else event.extra,
+                )
+            try:
+                body = self._encode(event)
+            except (TypeError, ValueError, OverflowError) as exc:
+                raw = msgspec.json.encode(event.data) if event.data else b""
+                self.quarantine(event.source, None, raw, f"cannot be stored as JSON: {exc}")
+                continue
+            pending.events.append(body)
+            pending.event_times.append(parse_ms(event.event_time))
+            pending.received.append(received_mono)
+        if len(pending.events) >= self.flush_threshold:
+            self.flush()
+        else:
+            self._schedule_flush()
+
+    def record_gaps(self, rows: Sequence[GapRow]) -> None:
+        """Open, update or close gaps that are not an Event Streams sequence (time windows of a
+        lossy source, manual backfills), committed with the next batch."""
+        self._pending.gaps.extend(rows)
+        self._schedule_flush()
+
+    def record_progress(self, mark: BackfillMark) -> None:
+        """How far a backfill got: committed with (after) the events queued before it."""
+        self._pending.backfill.append(mark)
+        self._schedule_flush()
+
+    def close_gap(self, row: GapRow) -> None:
+        """A backfill closed ``row``: stop the stream's ordering waiting for it, record it."""
+        stream = self.streams.get(row.stream)
+        if stream is not None:
+            for gap in stream.ordering.gaps:
+                if gap.key == row.id:
+                    stream.ordering.declare_lost(gap)
+        self.record_gaps([row])
+
+    def note_source(self, mark: StreamMark) -> None:
+        """Where a source without sequence ids stands (its last sign of life), for a restart."""
+        self._source_marks[mark.stream] = mark
+        self._pending.streams[mark.stream] = mark
+        self._schedule_flush()
 
     def quarantine(self, source: str, connection: str | None, raw: bytes, reason: str) -> None:
         """Keep a frame that failed a check, with why (at most ``max_frame_bytes`` of it:

@@ -299,14 +299,23 @@ def subscription_sent(connection: str, topics: list[str], **fields: Any) -> dict
     )
 
 
-def gap_opened(gap_id: str, *, stream: str, first_seq: int, last_seq: int) -> dict[str, Any]:
+def gap_opened(
+    gap_id: str, *, stream: str, first_seq: int, last_seq: int, **window: Any
+) -> dict[str, Any]:
+    """``window``: ``time_from``/``time_to`` (epoch ms) for a gap in time rather than sequence."""
     return operational(
-        "gap_opened", gap_id=gap_id, stream=stream, first_seq=first_seq, last_seq=last_seq
+        "gap_opened",
+        gap_id=gap_id,
+        stream=stream,
+        first_seq=first_seq,
+        last_seq=last_seq,
+        **window,
     )
 
 
-def gap_closed(gap_id: str, *, state: str) -> dict[str, Any]:
-    return operational("gap_closed", gap_id=gap_id, state=state)
+def gap_closed(gap_id: str, *, state: str, **counts: Any) -> dict[str, Any]:
+    """``counts``: what closed it (``filled`` events, a ``note``) when a backfill did."""
+    return operational("gap_closed", gap_id=gap_id, state=state, **counts)
 
 
 def dead_lettered(sink: str, *, event_id: str, error: str, attempts: int) -> dict[str, Any]:
