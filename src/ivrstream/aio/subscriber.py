@@ -36,8 +36,10 @@ from ivrstream.aio.auth import TokenManager, jwt_signer
 from ivrstream.aio.dispatcher import Dispatcher
 from ivrstream.aio.eventstreams import EventStreamsSource
 from ivrstream.aio.intake import Intake
+from ivrstream.aio.notifications import NotificationsSource
 from ivrstream.aio.reader import JournalReader
 from ivrstream.aio.tail import JournalTail
+from ivrstream.backfill import Backfiller
 from ivrstream.clock import Clock, SystemClock
 from ivrstream.config import Config, SinkSettings
 from ivrstream.errors import ConfigError
@@ -97,8 +99,6 @@ class Subscriber:
         connect: bool = True,
     ) -> None:
         """``connect=False``: deliver what the journal holds to the sinks, without a source."""
-        if connect and config.source != "eventstreams":
-            raise ConfigError("source", f"{config.source!r} is not available yet")
         self.config = config
         self.connect = connect
         self.clock = clock or SystemClock()
@@ -118,7 +118,8 @@ class Subscriber:
             redactor=self.redactor,
         )
         self.tokens: TokenManager | None = None
-        self.source: EventStreamsSource | None = None
+        self.source: EventStreamsSource | NotificationsSource | None = None
+        self.backfill: Backfiller | None = None
         self.tail = JournalTail()
         self.dispatchers = [
             Dispatcher(sink, settings, self.intake, self.clock, self.rng, self.hooks, self.tail)
@@ -173,7 +174,18 @@ class Subscriber:
             AuthPolicy(max_retry_after=self.config.genesys.max_retry_after),
             on_failure=lambda exc: self.hooks.emit("auth_failed", error=str(exc)),
         )
-        self.source = EventStreamsSource(
+        if self.config.backfill.enabled:
+            self.backfill = Backfiller(
+                self.config.backfill,
+                self.endpoints.api_url,
+                self.tokens,
+                self._session,
+                self.intake,
+                self.clock,
+                self.rng,
+                self.hooks,
+            )
+        source_args = (
             self.config,
             self.endpoints,
             self.grant.client_id,
@@ -184,8 +196,14 @@ class Subscriber:
             self.rng,
             self.hooks,
         )
+        if self.config.source == "notifications":
+            self.source = NotificationsSource(*source_args, self.backfill)
+        else:
+            self.source = EventStreamsSource(*source_args)
         self._run = asyncio.ensure_future(self.source.run())
         self._tasks.append(asyncio.ensure_future(self.tokens.keep_fresh()))
+        if self.backfill is not None:
+            self._tasks.append(asyncio.ensure_future(self.backfill.run()))
 
     async def stop(self) -> None:
         """Close the socket (1000), stop delivering, commit what was received and the sinks'
@@ -311,6 +329,7 @@ class Subscriber:
             "source": self.source.statistics() if self.source else None,
             "intake": self.intake.statistics(),
             "auth": self.tokens.statistics() if self.tokens else None,
+            "backfill": self.backfill.statistics() if self.backfill else None,
             "sinks": {d.name: d.statistics() for d in self.dispatchers},
             "shared_reads": {"served": self.tail.hits, "read": self.tail.misses},
         }
