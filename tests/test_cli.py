@@ -122,3 +122,20 @@ def test_config_show_redacts_secrets(tmp_path):
     assert data["genesys"]["client_secret"] == "[redacted]"
     assert data["sinks"]["webhook"]["url"] == "https://user:[redacted]@hooks.example.com/ivr"
     assert '"interaction.routing.type" = "IVR"' in shown.stdout
+
+
+def test_run_names_an_unknown_region_and_exits_2(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from ivrstream.cli import main
+
+    for name in ("GENESYS_TENANT_URL", "GENESYS_ENV", "IVRSTREAM_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GENESYS_CLIENT_ID", "someone")
+    monkeypatch.setenv("GENESYS_CLIENT_SECRET", "something")
+    result = CliRunner().invoke(
+        main, ["run", "--region", "atlantis-1", "--journal", str(tmp_path / "j.db")]
+    )
+    assert result.exit_code == 2
+    assert "genesys.region" in result.output
+    assert "atlantis-1" in result.output

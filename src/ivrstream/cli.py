@@ -267,6 +267,11 @@ def echo_json(data: object) -> None:
     type=click.Path(dir_okay=False),
     help="Journal file (default from config: ivrstream.db).",
 )
+@click.option(
+    "--region",
+    help="Genesys region or domain (GENESYS_ENV), e.g. eu-west-1 or mypurecloud.ie;"
+    " GENESYS_TENANT_URL overrides it.",
+)
 @click.option("--duration", type=click.FloatRange(min=0), help="Stop after this many seconds.")
 @click.option("--max-events", type=click.IntRange(min=1), help="Stop after this many events.")
 @click.option(
@@ -285,6 +290,7 @@ def run(
     config_path: Path | None,
     source: str | None,
     journal_path: str | None,
+    region: str | None,
     duration: float | None,
     max_events: int | None,
     audit_dir: str | None,
@@ -296,7 +302,9 @@ def run(
 
     logs.setup(log_level)
     config = load_config(
-        config_path, source=source, **{"journal.path": journal_path, "audit.directory": audit_dir}
+        config_path,
+        source=source,
+        **{"journal.path": journal_path, "audit.directory": audit_dir, "genesys.region": region},
     )
     try:
         code = asyncio.run(run_service(config, duration=duration, max_events=max_events))

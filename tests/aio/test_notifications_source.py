@@ -21,16 +21,15 @@ REBUILDABLE = {"customer.start", "flow.start", "flow.end", "acd.start", "acd.end
 SPEED = 360.0  # clock seconds per real second: two hours in twenty seconds
 
 
-def notifications_config(emu: Emulator, journal: Path, **sections: Any) -> Config:
+def notifications_config(emu: Emulator, journal: Path, **notifications: Any) -> Config:
     return es_config(
         emu,
         journal,
         source="notifications",
         reconnect={"base": 1.0, "cap": 10.0, "stable_after": 30.0},
         # at SPEED, 60 clock seconds are 0.17 s: room for a busy event loop before a ping fails
-        notifications={"heartbeat_timeout": 90.0, "pong_timeout": 60.0},
+        notifications={"heartbeat_timeout": 90.0, "pong_timeout": 60.0, **notifications},
         backfill={"settle": 60.0, "check_every": 60.0, "lookback": 900.0},
-        **sections,
     )
 
 
@@ -147,3 +146,29 @@ async def test_statistics_show_coverage(emulator_factory, tmp_path):
         )
         assert stats["planner"]["channels"] >= 1
         await asyncio.sleep(0)
+
+
+async def test_without_flow_metrics_on_websocket_the_discovery_poll_finds_calls(
+    emulator_factory, tmp_path
+):
+    """Where the catalogue says flow metrics do not reach a socket, conversations in progress
+    are found by polling analytics, and their later events still arrive live."""
+    clock = ScaledClock(SPEED)
+    async with emulator_factory(
+        clock=clock, rate=0.3, time_scale=5.0, flow_metrics_websocket=False
+    ) as emu:
+        config = notifications_config(
+            emu,
+            tmp_path / "j.db",
+            discovery_interval=30.0,
+        )
+        async with Subscriber(config, clock=clock) as sub:
+            source = sub.source
+            assert source is not None
+            await until(lambda: source.discovered_by_poll >= 20, within=30)
+            await until(lambda: sub.intake.stats.committed > 100, within=30)
+            stats = source.statistics()
+        assert stats["flow_metrics_over_websocket"] is False
+        assert stats["planner"]["topics"] < 1_000
+        live = [e for e in journal_events(tmp_path / "j.db") if e["source"] == "notifications"]
+        assert live, "covered conversations deliver their later events live"

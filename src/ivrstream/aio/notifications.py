@@ -35,14 +35,16 @@ import aiohttp
 import msgspec
 
 from ivrstream.aio.auth import TokenManager
-from ivrstream.aio.http import send
+from ivrstream.aio.http import drive, send
 from ivrstream.aio.intake import SOURCE_MARK_PREFIX, Intake
 from ivrstream.aio.reader import JournalReader
 from ivrstream.backfill import Backfiller
 from ivrstream.clock import Clock
 from ivrstream.codec import Rejected
 from ivrstream.config import Config, Endpoints
+from ivrstream.errors import IvrstreamError
 from ivrstream.hooks import Hooks
+from ivrstream.isotime import TimeFormatError, format_ms, parse_ms
 from ivrstream.journal import GapRow, Journal, StreamMark
 from ivrstream.logs import register_secret
 from ivrstream.models import Channel, ChannelTopicList, InteractionEvent, NotificationEnvelope
@@ -52,6 +54,7 @@ from ivrstream.normalize import (
     discovered_conversations,
     from_notification,
 )
+from ivrstream.protocol.analytics import Interval, query_interval
 from ivrstream.protocol.conversation import NetworkError, Request, Response, retry_after_seconds
 from ivrstream.protocol.coverage import Coverage
 from ivrstream.protocol.notifications import (
@@ -71,11 +74,15 @@ from ivrstream.protocol.notifications import (
     frame_kind,
 )
 from ivrstream.protocol.timeorder import TimeOrder
+from ivrstream.protocol.topics import over_websocket
 
 log = logging.getLogger("ivrstream.notifications")
 Socket = aiohttp.ClientWebSocketResponse[Literal[False]]
 CHANNELS_PATH = "/api/v2/notifications/channels"
 FLOWS_PATH = "/api/v2/flows"
+CATALOGUE_PATH = "/api/v2/notifications/availabletopics"
+FLOW_METRICS_PATTERN = "v2.analytics.flow.{id}.metrics"
+DISCOVERY_WINDOW = 600.0  # seconds: how far back the discovery poll looks for calls in progress
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 PLAN_DEBOUNCE = 0.2  # seconds between two plans that change channel lists
 
@@ -115,6 +122,9 @@ class NotificationsSource:
         self.quarantined: Counter[str] = Counter()
         self.loss_windows = 0
         self.sweeps = 0
+        self.discovery_polls = 0
+        self.discovered_by_poll = 0
+        self.flow_metrics_available = True
         self.last_heard_ms: int | None = None
         self.swept_until_ms: int | None = None
         self.restart_gap: tuple[int, str] | None = None  # (from ms, id) until the first live slot
@@ -143,6 +153,8 @@ class NotificationsSource:
             asyncio.ensure_future(self._plan_loop()),
             asyncio.ensure_future(self._sweep_loop()),
         ]
+        if self.settings.discovery_interval > 0 and "conversations" in self.settings.coverage:
+            self._tasks.append(asyncio.ensure_future(self._discovery_loop()))
         self.state = "running"
         try:
             await asyncio.gather(*self._tasks)
@@ -173,7 +185,17 @@ class NotificationsSource:
         (or every INBOUNDCALL flow when none is configured) looked up once at start."""
         settings = self.settings
         ids = list(settings.flow_ids)
-        if "flows" not in settings.coverage or (ids and not settings.flow_names):
+        if "flows" not in settings.coverage:
+            return ids
+        if not await self._flow_metrics_over_websocket():
+            log.warning(
+                "the topic catalogue says %s is not delivered over WebSocket here: conversations"
+                " are found by queue topics, the discovery poll and the analytics sweep instead",
+                FLOW_METRICS_PATTERN,
+            )
+            self.flow_metrics_available = False
+            return []
+        if ids and not settings.flow_names:
             return ids
         try:
             flows = await self._list_flows()
@@ -188,6 +210,24 @@ class NotificationsSource:
         if missing:
             log.warning("flows not found by name: %s", ", ".join(sorted(missing)))
         return list(dict.fromkeys(ids))
+
+    async def _flow_metrics_over_websocket(self) -> bool:
+        """Ask the topic catalogue (``transports``) whether flow metrics reach a socket; when it
+        cannot be read, assume they do (a missing topic shows up as a rejection instead)."""
+        url = f"{self.api_url}{CATALOGUE_PATH}?expand=transports"
+        try:
+            response = await self._http(Request("GET", url))
+            if response.status != 200:
+                raise NetworkError(f"answered {response.status}")
+            entities = self._decode_any(response.body).get("entities") or []
+        except (NetworkError, msgspec.DecodeError, AttributeError) as exc:
+            log.info("could not read the topic catalogue (%s): assuming flow metrics work", exc)
+            return True
+        for entity in entities:
+            if isinstance(entity, dict) and entity.get("id") == FLOW_METRICS_PATTERN:
+                transports = entity.get("transports")
+                return not isinstance(transports, list) or over_websocket(map(str, transports))
+        return False  # not in the catalogue at all
 
     async def _list_flows(self) -> list[dict[str, Any]]:
         flows: list[dict[str, Any]] = []
@@ -313,8 +353,6 @@ class NotificationsSource:
         self.intake.quarantine("notifications", slot.tag, payload, reason)
 
     def _iso(self, now: float) -> str:
-        from ivrstream.isotime import format_ms
-
         return format_ms(round(now * 1000))
 
     # -- loss, restart and sweeps -----------------------------------------------------------------
@@ -395,6 +433,58 @@ class NotificationsSource:
             if outcome.inserted:
                 log.info("sweep %s: %s", self._iso(start / 1000), outcome.describe())
 
+    async def _discovery_loop(self) -> None:
+        """Every ``discovery_interval``: ask analytics for IVR conversations still in progress
+        and cover those no topic named (flow metrics may be missing or lost with a socket)."""
+        every = self.settings.discovery_interval
+        while not self._stopping:
+            await self.clock.sleep(every)
+            now_ms = self._now_ms()
+            window = Interval(now_ms - round(max(2 * every, DISCOVERY_WINDOW) * 1000), now_ms)
+            found: list[dict[str, Any]] = []
+            try:
+                await self.tokens.get()
+                await drive(
+                    query_interval(
+                        window,
+                        api_url=self.api_url,
+                        bearer=self._bearer,
+                        settings=self.config.backfill,
+                        rng=self.rng,
+                        on_page=partial(_collect, found),
+                    ),
+                    self.session,
+                    self.clock,
+                )
+            except IvrstreamError as exc:
+                log.info("discovery poll skipped: %s", exc)
+                continue
+            self.discovery_polls += 1
+            self._discovered_by_poll(found)
+
+    def _discovered_by_poll(self, conversations: list[dict[str, Any]]) -> None:
+        coverage = self.coverage
+        assert coverage is not None
+        now = self.clock.time()
+        for conversation in conversations:
+            conversation_id = conversation.get("conversationId")
+            if not isinstance(conversation_id, str) or conversation.get("conversationEnd"):
+                continue
+            if coverage.state(conversation_id) is not None:
+                continue  # already known
+            started = conversation.get("conversationStart")
+            try:
+                started_at = parse_ms(str(started)) / 1000
+            except TimeFormatError:
+                started_at = None
+            coverage.discovered(conversation_id, now, started_at=started_at)
+            self.discovered_by_poll += 1
+        self.replan()
+
+    def _bearer(self) -> str:
+        token = self.tokens.token
+        return token.access_token if token is not None else ""
+
     async def _gaps_pending(self) -> bool:
         """Loss windows go first: their backfill counts what each one lacked (a sweep over
         the same time would leave them nothing to count)."""
@@ -457,12 +547,19 @@ class NotificationsSource:
             "slots": {i: s.statistics() for i, s in self.slots.items()},
             "loss_windows": self.loss_windows,
             "sweeps": self.sweeps,
+            "discovery_polls": self.discovery_polls,
+            "discovered_by_poll": self.discovered_by_poll,
+            "flow_metrics_over_websocket": self.flow_metrics_available,
             "swept_until_ms": self.swept_until_ms,
             "coverage": vars(coverage_stats) if coverage_stats else None,
             "planner": vars(planner_stats) if planner_stats else None,
             "order": vars(self.order.statistics()),
             "quarantined": dict(self.quarantined),
         }
+
+
+def _collect(into: list[dict[str, Any]], page: list[dict[str, Any]], _resume: int) -> None:
+    into.extend(page)
 
 
 class _Slot:

@@ -9,6 +9,7 @@ import signal
 import sys
 from typing import Any
 
+from ivrstream.aio.notifications import NotificationsSource
 from ivrstream.aio.subscriber import Subscriber
 from ivrstream.config import Config
 from ivrstream.errors import AuthError, GiveUp, IvrstreamError, SubscriptionRejected
@@ -88,3 +89,19 @@ def summary(subscriber: Subscriber) -> None:
         f" receive→commit p99 {latency['p99_ms']} ms",
         file=sys.stderr,
     )
+    source = subscriber.source
+    if isinstance(source, NotificationsSource):
+        shown = source.statistics()
+        coverage = shown["coverage"] or {}
+        print(
+            f"ivrstream: notifications: {coverage.get('discovered', 0)} conversations seen,"
+            f" {coverage.get('covered_total', 0)} given topics live,"
+            f" {coverage.get('seen_late', 0)} seen too late for their first events;"
+            f" {shown['loss_windows']} loss windows, {shown['sweeps']} analytics sweeps",
+            file=sys.stderr,
+        )
+    backfill = subscriber.backfill
+    if backfill is not None and backfill.outcomes:
+        states = backfill.statistics()["outcomes"]
+        closed = ", ".join(f"{n} {state.replace('_', ' ')}" for state, n in sorted(states.items()))
+        print(f"ivrstream: backfill passes: {closed}", file=sys.stderr)
