@@ -11,6 +11,7 @@ from ivrstream.aio.subscriber import Subscriber
 from ivrstream.clock import ScaledClock
 from ivrstream.emulator.config import ClientSpec
 from ivrstream.errors import GiveUp, InvalidClient, MissingScope, SubscriptionRejected
+from ivrstream.identity import event_id
 from ivrstream.journal import open_journal
 from tests.aio.support import (
     FAST_TRAFFIC,
@@ -327,3 +328,51 @@ async def test_a_flood_faster_than_the_disk_meets_backpressure_not_memory_growth
             await committed(sub, 20_000, within=60)
         assert peak[0] <= 500 + intake.flush_threshold
         assert intake.stats.committed == 20_000
+
+
+async def test_a_gap_the_server_cannot_resend_is_filled_from_analytics(emulator_factory, tmp_path):
+    """Event Streams: after the server had its chance to re-send, backfill rebuilds the missing
+    events from analytics, with the ids the live frames would have had, and closes the gap."""
+    async with emulator_factory(**FAST_TRAFFIC) as emu:
+        journal = tmp_path / "j.db"
+        config = es_config(
+            emu,
+            journal,
+            backfill={"settle": 0.3, "resend_grace": 0.2, "check_every": 0.2, "lookback": 5.0},
+        )
+        closed = []
+        async with Subscriber(config) as sub:
+            sub.on("gap_closed", lambda **gap: closed.append(gap))
+            await committed(sub, 300)
+            emu.fire("stall")
+            await asyncio.sleep(0.1)
+            emu.fire("lose_buffer")
+            emu.fire("drop")
+            await until(lambda: any(g.get("filled") is not None for g in closed), within=30)
+        with open_journal(journal) as j:
+            (gap,) = [g for g in j.gaps() if g.closed_at is not None]
+        assert gap.state in ("filled", "partly_filled")
+        assert gap.filled > 0
+        events = journal_events(journal)
+        have = {e["event_id"] for e in events}
+        # the frames the server lost, as the ledger knows them: every rebuildable one is back
+        lost = [
+            e
+            for e in emu.ledger.entries("assigned")
+            if gap.first_seq <= e["seq"] <= (gap.last_seq or 0)
+        ]
+        assert lost
+        facts = {f.fact_id: f for call in emu.world.calls for f in call.facts}
+        rebuildable = {
+            "customer.start",
+            "flow.start",
+            "flow.end",
+            "acd.start",
+            "acd.end",
+            "customer.end",
+        }
+        wanted = [facts[e["fact"]] for e in lost if facts[e["fact"]].kind in rebuildable]
+        assert wanted
+        for fact in wanted:
+            assert event_id(fact.conversation_id, fact.kind, fact.time_ms) in have
+        assert any(e["source"] == "backfill" for e in events)
