@@ -1047,3 +1047,20 @@ def test_keygen_writes_a_private_key_only_its_owner_reads_and_never_overwrites(t
     assert load_public_key(public) is not None
     with pytest.raises(FileExistsError):
         write_keypair(tmp_path / "keys")
+
+
+def test_renaming_the_newest_checkpoint_does_not_unseal_the_log():
+    """Found by the byte-edit property: a one-byte edit of the last checkpoint's kind made it
+    an ordinary (unsealed) record, and the log still verified."""
+    files, key = signed_bytes()
+    name = sorted(files)[-1]
+    content = files[name].replace(b'"kind":"checkpoint"', b'"kind":" heckpoint"')
+    assert content != files[name]
+    with tempfile.TemporaryDirectory() as directory:
+        for other, raw in files.items():
+            (Path(directory) / other).write_bytes(content if other == name else raw)
+        report = verify([directory], key.public_key())
+    assert not report.ok
+    assert report.first_failure is not None
+    assert report.first_failure.reason == EDITED
+    assert "unknown record kind" in report.first_failure.detail

@@ -43,6 +43,7 @@ from ivrstream.audit.chain import File, Line, classify, first_prev, read_file
 from ivrstream.audit.records import (
     CHECKPOINT,
     FILE_OPENED,
+    KINDS,
     TORN_LINE_REPAIRED,
     ZERO_HASH,
     canonical,
@@ -272,6 +273,10 @@ class _Verifier:
             return False
         if line.kind == FILE_OPENED:
             self.fail_at(f, index, INSERTED, "a file_opened record in the middle of a file")
+            return False
+        if line.kind not in KINDS:
+            # e.g. the newest checkpoint's kind edited so that its seal is no longer checked
+            self.fail_at(f, index, EDITED, f"unknown record kind {line.kind!r}")
             return False
         if line.kind == CHECKPOINT and line.record is not None:
             problem = self.checkpoint_problem(f, index)
