@@ -76,13 +76,15 @@ def bare_sqlite(journal: Path, events: int) -> dict[str, Any]:
     """The same rows into the same schema, straight into SQLite from one thread, 1,000 rows a
     transaction with ``executemany``: the baseline."""
     with open_journal(journal) as j:
-        rows = [(row[0],) for row in j.db.execute("SELECT body FROM events LIMIT ?", (events,))]
+        rows = list(j.db.execute("SELECT body, event_id FROM events LIMIT ?", (events,)))
     path = journal.with_name("bare.db")
     db = connect(path)
     started = time.perf_counter()
     for i in range(0, len(rows), 1_000):
         db.execute("BEGIN")
-        db.executemany("INSERT OR IGNORE INTO events(body) VALUES (?)", rows[i : i + 1_000])
+        db.executemany(
+            "INSERT OR IGNORE INTO events(body, event_id) VALUES (?,?)", rows[i : i + 1_000]
+        )
         db.execute("COMMIT")
     seconds = time.perf_counter() - started
     db.close()

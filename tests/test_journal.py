@@ -391,7 +391,7 @@ def test_the_journal_is_wal_with_the_chosen_synchronous_level(path):
     db = connect(path, synchronous="full")
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
-    assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "1"
+    assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "2"
     db.close()
     with pytest.raises(ValueError, match="synchronous"):
         connect(path, synchronous="sometimes")
@@ -542,3 +542,46 @@ def test_stats_of_an_empty_journal(path):
     assert stats["first_event_time"] is None
     assert stats["quarantined"] == 0
     assert (stats["by_source"], stats["gaps"], stats["streams"]) == ({}, {}, {})
+
+
+def test_a_version_1_journal_is_still_written_and_read(path, commits):
+    """Journals made before event_id was stored (schema 1: generated from the body) keep
+    working: the writer inserts bodies only, duplicates are still refused by the index."""
+    from ivrstream.journal import SCHEMA
+
+    stored = (
+        "    event_id TEXT NOT NULL UNIQUE,  -- the body's event_id, stored for the unique index\n"
+    )
+    generated = (
+        "    event_id TEXT GENERATED ALWAYS AS (json_extract(CAST(body AS TEXT), '$.event_id'))\n"
+        "        VIRTUAL NOT NULL UNIQUE,\n"
+    )
+    assert stored in SCHEMA
+    db = sqlite3.connect(path)
+    db.executescript(SCHEMA.replace(stored, generated))
+    db.execute("INSERT INTO meta(key, value) VALUES ('schema_version', '1')")
+    db.commit()
+    db.close()
+    writer = JournalWriter(path, flush_interval=0.0, on_commit=commits)
+    try:
+        assert writer.schema_version == 1
+        writer.start()
+        writer.submit(WriteBatch(events=rows(1, 5)))
+        (first,) = commits.wait(1)
+        writer.submit(WriteBatch(events=rows(3, 7)))
+        _, second = commits.wait(2)
+    finally:
+        writer.close()
+    assert (first.inserted, second.inserted, second.duplicates) == (5, 2, 3)
+    with read(path) as journal:
+        assert journal.sequence("sub-1") == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_ids_handed_over_with_the_bodies_are_the_ones_stored(path, writer, commits):
+    bodies = rows(1, 3)
+    writer.start()
+    writer.submit(WriteBatch(events=bodies, event_ids=[body_fields(b)["event_id"] for b in bodies]))
+    commits.wait(1)
+    with read(path) as journal:
+        stored = [r[0] for r in journal.db.execute("SELECT event_id FROM events ORDER BY pos")]
+    assert stored == [body_fields(b)["event_id"] for b in bodies]

@@ -40,7 +40,7 @@ from ivrstream.journal import (
 from ivrstream.models import InteractionEvent
 from ivrstream.privacy import Redactor, scrub_bytes
 from ivrstream.protocol.ordering import Gap, Ordering, Outcome
-from ivrstream.stats import LatencyHistogram
+from ivrstream.stats import CountHistogram, LatencyHistogram
 
 log = logging.getLogger("ivrstream.intake")
 SOURCE_MARK_PREFIX = "source:"  # streams rows of sources without sequence ids
@@ -121,6 +121,8 @@ class Intake:
         self.stats = IntakeStats()
         self.latency = LatencyHistogram()  # frame received → journal commit
         self.event_latency = LatencyHistogram()  # server timestamp → journal commit
+        self.commit_seconds = LatencyHistogram()  # time inside each journal transaction
+        self.commit_sizes = CountHistogram()  # rows (events + quarantined) per commit
         self.on_resend: Callable[[str], None] = lambda key: None
         self.last_pos = 0
         self.error: BaseException | None = None
@@ -301,6 +303,7 @@ class Intake:
                 self.quarantine(event.source, None, raw, f"cannot be stored as JSON: {exc}")
                 continue
             pending.events.append(body)
+            pending.event_ids.append(event.event_id)
             pending.event_times.append(parse_ms(event.event_time))
             pending.received.append(received_mono)
         if len(pending.events) >= self.flush_threshold:
@@ -424,6 +427,7 @@ class Intake:
             return
         pending = self._pending
         pending.events.append(body)
+        pending.event_ids.append(eid)
         pending.event_times.append(d.event_time_ms)
         pending.received.append(received_mono)
 
@@ -535,6 +539,8 @@ class Intake:
         self.stats.committed += result.inserted
         self.stats.duplicate_rows += result.duplicates
         self.stats.commits += 1
+        self.commit_seconds.add(result.seconds)
+        self.commit_sizes.add(size)
         if len(self.stats.batch_sizes) < 100_000:
             self.stats.batch_sizes.append(size)
         self.last_pos = max(self.last_pos, result.last_pos)
