@@ -419,3 +419,32 @@ def test_redacted_hides_the_secret_and_keeps_everything_else():
 
 def test_redacted_leaves_an_unset_secret_unset():
     assert redacted(Config())["genesys"]["client_secret"] is None
+
+
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [
+        ("9464", ("127.0.0.1", 9464)),  # a bare port never binds every interface
+        (":9464", ("127.0.0.1", 9464)),
+        ("0.0.0.0:9464", ("0.0.0.0", 9464)),  # noqa: S104 - asked for explicitly
+        ("[::1]:0", ("::1", 0)),
+    ],
+)
+def test_metrics_listen_addresses(text, address):
+    from ivrstream.config import listen_address
+
+    assert listen_address(text) == address
+    assert from_mapping({"metrics": {"listen": text}}).metrics.listen == text
+
+
+@pytest.mark.parametrize("text", ["nowhere", "host:", "127.0.0.1:70000", "1.2.3.4:x"])
+def test_a_bad_metrics_address_names_the_field(text, tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text(f'[metrics]\nlisten = "{text}"\n')
+    with pytest.raises(ConfigError) as caught:
+        load(path, env={})
+    assert caught.value.field == "metrics.listen"
+
+
+def test_metrics_are_off_by_default():
+    assert Config().metrics.listen is None

@@ -281,6 +281,13 @@ def echo_json(data: object) -> None:
     help="Keep the compliance audit trail in this directory (default from config).",
 )
 @click.option(
+    "--metrics",
+    "metrics_listen",
+    metavar="[HOST:]PORT",
+    help="Serve /metrics, /livez, /readyz and /status here, e.g. 127.0.0.1:9464 (a bare port"
+    " binds 127.0.0.1; default from config [metrics] listen: off).",
+)
+@click.option(
     "--log-level",
     default="INFO",
     show_default=True,
@@ -294,6 +301,7 @@ def run(
     duration: float | None,
     max_events: int | None,
     audit_dir: str | None,
+    metrics_listen: str | None,
     log_level: str,
 ) -> None:
     """Subscribe and journal every event until stopped (SIGINT/SIGTERM: clean shutdown)."""
@@ -304,13 +312,44 @@ def run(
     config = load_config(
         config_path,
         source=source,
-        **{"journal.path": journal_path, "audit.directory": audit_dir, "genesys.region": region},
+        **{
+            "journal.path": journal_path,
+            "audit.directory": audit_dir,
+            "genesys.region": region,
+            "metrics.listen": metrics_listen,
+        },
     )
     try:
         code = asyncio.run(run_service(config, duration=duration, max_events=max_events))
     except ConfigError as exc:
         config_error(exc)
     sys.exit(code)
+
+
+@main.command()
+@click.option(
+    "--url",
+    default="http://127.0.0.1:9464",
+    show_default=True,
+    help="Where the service serves its metrics (ivrstream run --metrics).",
+)
+@click.option("--json", "as_json", is_flag=True, help="The service's /status document as JSON.")
+def status(url: str, as_json: bool) -> None:
+    """How a running service is doing: connection, rates, sink lags, gaps, IVR calls
+    (exit 1 when nothing answers)."""
+    from rich.console import Console
+
+    from ivrstream.commands.status import Unreachable, fetch, render
+
+    try:
+        data = fetch(url)
+    except Unreachable as exc:
+        click.echo(f"ivrstream: {exc}", err=True)
+        sys.exit(1)
+    if as_json:
+        echo_json(data)
+    else:
+        render(data, Console())
 
 
 @main.command()

@@ -209,6 +209,11 @@ class AuditSettings(_Section):
     signing_key_file: str | None = None  # Ed25519 PEM (or IVRSTREAM_AUDIT_KEY); None: unsigned
 
 
+class MetricsSettings(_Section):
+    # /metrics, /livez, /readyz and /status on "host:port" (a bare port: 127.0.0.1); None: off
+    listen: str | None = None
+
+
 class Config(_Section):
     source: Literal["eventstreams", "notifications"] = "eventstreams"
     genesys: GenesysSettings = msgspec.field(default_factory=GenesysSettings)
@@ -221,6 +226,7 @@ class Config(_Section):
     sinks: SinksSettings = msgspec.field(default_factory=SinksSettings)
     privacy: PrivacySettings = msgspec.field(default_factory=PrivacySettings)
     audit: AuditSettings = msgspec.field(default_factory=AuditSettings)
+    metrics: MetricsSettings = msgspec.field(default_factory=MetricsSettings)
 
 
 ENVIRONMENT = {
@@ -346,6 +352,23 @@ def check(config: Config) -> None:
             raise ConfigError(name, f"must be ≥ 0, got {value}")
     if config.genesys.grant == "jwt" and not config.genesys.jwt_private_key_file:
         raise ConfigError("genesys.jwt_private_key_file", "the jwt grant needs a private key file")
+    if config.metrics.listen is not None:
+        try:
+            listen_address(config.metrics.listen)
+        except ValueError as exc:
+            raise ConfigError("metrics.listen", str(exc)) from None
+
+
+def listen_address(text: str) -> tuple[str, int]:
+    """``host:port``, ``[v6]:port`` or a bare port (on 127.0.0.1, never every interface)."""
+    text = text.strip()
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = "127.0.0.1", text
+    host = host.removeprefix("[").removesuffix("]") or "127.0.0.1"
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{text!r} is not host:port or a port (0-65535), e.g. 127.0.0.1:9464")
+    return host, int(port)
 
 
 def endpoints(config: Config) -> Endpoints:

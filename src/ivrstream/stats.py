@@ -83,3 +83,21 @@ class RateWindow:
     def rate(self, now: float) -> float:
         horizon = now - self.seconds
         return sum(c for t, c in self._samples if t >= horizon) / self.seconds
+
+
+class CountHistogram:
+    """Counts of sizes (events in a commit, …) in fixed buckets: ``counts[i]`` holds the values
+    ≤ ``bounds[i]`` and above the bound before; the last slot holds the rest."""
+
+    def __init__(
+        self, bounds: tuple[int, ...] = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000)
+    ) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.total = 0
+        self.sum = 0
+
+    def add(self, value: int) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.total += 1
+        self.sum += value

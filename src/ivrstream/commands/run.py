@@ -32,9 +32,22 @@ async def run(config: Config, *, duration: float | None, max_events: int | None)
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig.name)
     subscriber = Subscriber(config)
+    monitor = None
+    if config.metrics.listen is not None:
+        from ivrstream.aio.monitor import Monitor
+
+        monitor = Monitor(subscriber, listen=config.metrics.listen)
     code = 0
     await subscriber.start()
     log.info("journal %s (resuming after position %d)", config.journal.path, subscriber.start_pos)
+    if monitor is not None:
+        try:
+            await monitor.start()
+        except OSError as exc:
+            log.error("cannot serve metrics on %s: %s", config.metrics.listen, exc)
+            await monitor.stop()
+            await subscriber.stop()
+            return 1
     waits: dict[asyncio.Future[Any], str] = {
         asyncio.ensure_future(stop.wait()): "signal",
         asyncio.ensure_future(subscriber.wait()): "source ended",
@@ -64,6 +77,8 @@ async def run(config: Config, *, duration: float | None, max_events: int | None)
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
+        if monitor is not None:
+            await monitor.stop()
         await subscriber.stop()
         summary(subscriber)
     return code
