@@ -196,16 +196,30 @@ def emulator(
     "--duration",
     default=30.0,
     show_default=True,
-    type=click.FloatRange(min=0),
-    help="Seconds to run.",
+    type=click.FloatRange(min=1),
+    help="Seconds of traffic (faults are injected along the way, scaled to it).",
 )
-@click.option("--rate", default=3.0, show_default=True, type=click.FloatRange(min=0, min_open=True))
-@click.option("--seed", default=1, show_default=True, type=int)
-def demo(duration: float, rate: float, seed: int) -> None:
-    """See it work: a local Genesys Cloud generating IVR traffic, shown live."""
-    from ivrstream.emulator.runner import serve
+@click.option(
+    "--rate",
+    default=8.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Call arrivals per second.",
+)
+@click.option("--seed", default=1, show_default=True, type=int, help="Same seed, same traffic.")
+@click.option("--json", "as_json", is_flag=True, help="Print only the summary, as JSON.")
+def demo(duration: float, rate: float, seed: int, as_json: bool) -> None:
+    """See it work: emulator, service and webhook receiver in one process, faults injected,
+    then a summary of what was generated, journaled and delivered (exit 0: nothing lost or
+    duplicated and the audit trail verifies)."""
+    from rich.console import Console
 
-    asyncio.run(serve(EmulatorConfig(seed=seed, rate=rate), show=True, duration=duration))
+    from ivrstream.commands.demo import DemoSettings, quiet_logs
+    from ivrstream.commands.demo import main as run_demo
+
+    quiet_logs()
+    settings = DemoSettings(duration=duration, rate=rate, seed=seed)
+    sys.exit(asyncio.run(run_demo(settings, Console(), as_json=as_json)))
 
 
 # -- configuration ---------------------------------------------------------------------------------
