@@ -289,3 +289,34 @@ async def test_a_sink_that_raises_is_retried_not_fatal(intake):
     await until(lambda: dispatcher.position == 2)
     await stop(task)
     assert sorted(sink.stored) == [1, 2]
+
+
+async def test_a_dispatcher_always_stops_when_cancelled_while_events_keep_coming(intake):
+    """Cancelling while a commit wakes the idle wait must stop it (on 3.11 asyncio.wait_for
+    could swallow that cancellation and the dispatcher ran on for ever)."""
+    rng = random.Random(3)
+    produced = 0
+
+    async def produce() -> None:
+        nonlocal produced
+        while True:
+            produced += 1
+            intake.submit(WriteBatch(events=[body(produced)]))
+            await asyncio.sleep(rng.random() * 0.002)
+
+    producer = asyncio.ensure_future(produce())
+    try:
+        for _ in range(40):
+            sink = ScriptedSink()
+            dispatcher = Dispatcher(
+                sink, settings(), intake, SystemClock(), random.Random(1), Hooks()
+            )
+            task = await run(dispatcher)
+            dispatcher.dead_letter_poll = 0.001
+            await asyncio.sleep(0.01 + rng.random() * 0.02)
+            task.cancel()
+            async with asyncio.timeout(3):
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+    finally:
+        producer.cancel()

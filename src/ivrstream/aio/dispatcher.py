@@ -148,10 +148,11 @@ class Dispatcher:
             if not rows:
                 if not self._stretches:
                     self.state = "idle"
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that races the inner wait's completion, and this loop would never stop
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self.intake.wait_committed(read_to), self.dead_letter_poll
-                    )
+                    async with asyncio.timeout(self.dead_letter_poll):
+                        await self.intake.wait_committed(read_to)
                 continue
             if self.state == "idle" or self.state == "starting":
                 self.state = "delivering"
