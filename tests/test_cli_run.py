@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -352,3 +353,31 @@ batch_max = 50
     assert len(expected) == report["events"]
     for stored in stores:
         stored.assert_once_each(expected)
+
+
+async def test_an_unreachable_genesys_is_reported_not_silent(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GENESYS_", "IVRSTREAM_"))}
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env.update(
+        GENESYS_TENANT_URL=f"http://127.0.0.1:{port}",
+        GENESYS_CLIENT_ID="someone",
+        GENESYS_CLIENT_SECRET="not-shown",
+    )
+    proc = await asyncio.create_subprocess_exec(
+        *CLI,
+        "run",
+        "--journal",
+        str(tmp_path / "j.db"),
+        "--duration",
+        "1.5",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    text = err.decode()
+    assert f"cannot reach http://127.0.0.1:{port}/oauth/token" in text
+    assert "Traceback" not in text
+    assert "not-shown" not in text

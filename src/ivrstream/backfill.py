@@ -333,7 +333,7 @@ class Backfiller:
                 deliver=deliver,
             )
             try:
-                return await drive(conversation, self.session, self.clock)
+                return await drive(conversation, self.session, self.clock, label="analytics")
             except TokenRejected:
                 if attempt:
                     raise

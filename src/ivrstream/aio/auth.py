@@ -105,10 +105,13 @@ class TokenManager:
                 request_token(self.grant, self.token_url, self.clock.time(), self.rng, self.policy),
                 self.session,
                 self.clock,
+                label=f"token for {self.grant.client_id}",
             )
         except IvrstreamError as exc:
             self.failures += 1
             self.last_error = str(exc)
+            if not isinstance(exc, AuthError):
+                log.warning("no token yet, will keep trying: %s", exc)
             if self.on_failure is not None and isinstance(exc, AuthError):
                 self.on_failure(exc)
             raise

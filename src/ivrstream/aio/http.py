@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import urllib.parse
 from typing import TypeVar
 
 import aiohttp
@@ -16,6 +18,7 @@ from ivrstream.protocol.conversation import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger("ivrstream.http")
 DEFAULT_TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10)
 
 
@@ -35,8 +38,22 @@ async def send(session: aiohttp.ClientSession, request: Request) -> Response:
         raise NetworkError(f"{type(exc).__name__}: {exc}") from None
 
 
-async def drive(conversation: Conversation[T], session: aiohttp.ClientSession, clock: Clock) -> T:
-    """Answer each step of ``conversation`` until it returns."""
+def _where(url: str) -> str:
+    """Scheme, host and path of ``url``: never its query (it could carry a secret)."""
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+async def drive(
+    conversation: Conversation[T],
+    session: aiohttp.ClientSession,
+    clock: Clock,
+    *,
+    label: str | None = None,
+) -> T:
+    """Answer each step of ``conversation`` until it returns. With a ``label``, every request
+    that fails in a way the conversation retries (no connection, 429, 5xx) is logged as a
+    warning, so an unreachable endpoint is never silent."""
     answer: Response | float | None = None
     failure: NetworkError | None = None
     while True:
@@ -60,3 +77,10 @@ async def drive(conversation: Conversation[T], session: aiohttp.ClientSession, c
                 answer = await send(session, step)
             except NetworkError as exc:
                 failure, answer = exc, None
+                if label is not None:
+                    log.warning("%s: cannot reach %s (%s); retrying", label, _where(step.url), exc)
+            else:
+                if label is not None and (answer.status == 429 or answer.status >= 500):
+                    log.warning(
+                        "%s: %s answered %d; retrying", label, _where(step.url), answer.status
+                    )

@@ -104,6 +104,9 @@ def summary(subscriber: Subscriber) -> None:
         f" receive→commit p99 {latency['p99_ms']} ms",
         file=sys.stderr,
     )
+    tokens = subscriber.tokens
+    if tokens is not None and tokens.refreshes == 0 and tokens.last_error:
+        print(f"ivrstream: never connected: {tokens.last_error}", file=sys.stderr)
     source = subscriber.source
     if isinstance(source, NotificationsSource):
         shown = source.statistics()
