@@ -20,7 +20,7 @@ from typing import Any, Literal
 import msgspec
 
 from ivrstream.errors import ConfigError
-from ivrstream.regions import domain_for
+from ivrstream.regions import REGIONS, domain_for
 
 SECRET_FIELDS = frozenset({"client_secret", "secret", "key"})
 _URL_PASSWORD = re.compile(r"(://[^:/@]+:)[^@/]*@")  # user:password@host → user:[redacted]@host
@@ -383,10 +383,11 @@ def endpoints(config: Config) -> Endpoints:
     elif g.region:
         domain = domain_for(g.region)
         if domain is None:
+            known = ", ".join(name.replace("_", "-") for name in REGIONS)
             raise ConfigError(
                 "genesys.region",
-                f"unknown region {g.region!r} (GENESYS_ENV); use a region such as us-east-1 or"
-                " a domain such as mypurecloud.ie",
+                f"unknown region {g.region!r} (from [genesys] region, GENESYS_ENV or --region);"
+                f" use a region ({known}) or its domain, such as mypurecloud.ie",
             )
         token_url = g.token_url or f"https://login.{domain}/oauth/token"
         api_url = g.api_url or f"https://api.{domain}"
