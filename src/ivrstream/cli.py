@@ -517,7 +517,7 @@ def _privacy_line(shown: dict[str, Any]) -> str:
 
 @main.group()
 def journal() -> None:
-    """Inspect a journal: stats, export, quarantine."""
+    """Inspect a journal: stats, export, quarantine, dead letters (dlq)."""
 
 
 JOURNAL_OPTION = click.option(
