@@ -1064,3 +1064,17 @@ def test_renaming_the_newest_checkpoint_does_not_unseal_the_log():
     assert report.first_failure is not None
     assert report.first_failure.reason == EDITED
     assert "unknown record kind" in report.first_failure.detail
+
+
+def test_verify_reports_each_file_for_a_progress_bar():
+    files, key = signed_bytes()
+    seen: list[tuple[int, int, int]] = []
+    with tempfile.TemporaryDirectory() as directory:
+        for name, raw in files.items():
+            (Path(directory) / name).write_bytes(raw)
+        report = verify([directory], key.public_key(), on_file=lambda *a: seen.append(a))
+    assert report.ok
+    assert [(done, total) for done, total, _ in seen] == [
+        (i, len(files)) for i in range(1, len(files) + 1)
+    ]
+    assert [size for _, _, size in seen] == [len(files[name]) for name in sorted(files)]

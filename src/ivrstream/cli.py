@@ -458,6 +458,27 @@ def backfill(
 
 
 @contextlib.contextmanager
+def _files_progress(label: str, *, enabled: bool) -> Iterator[Any]:
+    """A rich progress bar on stderr, by files done (shown only on a terminal)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    console = Console(stderr=True)
+    if not enabled or not console.is_terminal:
+        yield None
+        return
+    with Progress(
+        TextColumn(label), BarColumn(), MofNCompleteColumn(), console=console, transient=True
+    ) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int, size: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+@contextlib.contextmanager
 def _backfill_progress(*, enabled: bool) -> Iterator[Any]:
     """A rich progress bar on stderr (by time covered), or nothing."""
     from rich.console import Console
@@ -877,7 +898,8 @@ def audit_verify(
     from ivrstream.commands import audit as audit_commands
 
     try:
-        result = audit_commands.verify_paths(paths, public_key, journal_path)
+        with _files_progress("verifying", enabled=not as_json) as on_file:
+            result = audit_commands.verify_paths(paths, public_key, journal_path, on_file=on_file)
     except audit_commands.UsageProblem as exc:
         click.echo(f"ivrstream: {exc}", err=True)
         sys.exit(2)

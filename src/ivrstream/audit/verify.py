@@ -32,7 +32,7 @@ Rules this module keeps:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,8 @@ class _Verifier:
     """One pass over the trail. ``expected_hash``/``expected_seq`` describe the next record the
     chain wants; ``last_signature`` the signature the next checkpoint must name as previous."""
 
+    on_file: Callable[[int, int, int], None] | None = None
+
     def __init__(self, paths: list[Path], public_key: Ed25519PublicKey | None) -> None:
         self.paths = paths
         self.names = {p.name for p in paths}
@@ -94,6 +96,8 @@ class _Verifier:
                 current.successors[link] += 1  # the next file's first record links to this one
             self.reports.append(current.report)
             self.check_file(current, previous, last=last)
+            if self.on_file is not None:
+                self.on_file(index + 1, len(self.paths), path.stat().st_size)
             previous = current  # holds two files at most: the one judged and the one before
         assert previous is not None
         if previous.closed and previous.report.status != INVALID:
@@ -384,7 +388,15 @@ class _Verifier:
         )
 
 
-def verify(paths: Iterable[str | Path], public_key: Ed25519PublicKey | None = None) -> Report:
+def verify(
+    paths: Iterable[str | Path],
+    public_key: Ed25519PublicKey | None = None,
+    *,
+    on_file: Callable[[int, int, int], None] | None = None,
+) -> Report:
     """Verify the audit files under ``paths`` (files and/or directories); raises
-    :class:`AuditPathError` when a path is missing or holds no audit files."""
-    return _Verifier(expand(paths), public_key).run()
+    :class:`AuditPathError` when a path is missing or holds no audit files. ``on_file(done,
+    total, size)`` hears after each file (``size`` in bytes), for a progress bar."""
+    verifier = _Verifier(expand(paths), public_key)
+    verifier.on_file = on_file
+    return verifier.run()

@@ -11,7 +11,7 @@ Rules this module keeps:
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +35,16 @@ class UsageProblem(Exception):
 
 
 def verify_paths(
-    paths: Sequence[str | Path], public_key: str | Path | None, journal: str | Path | None
+    paths: Sequence[str | Path],
+    public_key: str | Path | None,
+    journal: str | Path | None,
+    *,
+    on_file: Callable[[int, int, int], None] | None = None,
 ) -> dict[str, Any]:
     """``{"ok", "chain": Report, "journal": JournalReport | None}`` as plain data."""
     try:
         key = load_public_key(public_key) if public_key is not None else None
-        report = verify(paths, key)
+        report = verify(paths, key, on_file=on_file)
         checked = against_journal(paths, journal) if journal is not None else None
     except (AuditPathError, AuditKeyError, OSError) as exc:
         raise UsageProblem(str(exc)) from None
