@@ -177,3 +177,19 @@ def test_the_installed_command_exits_without_a_traceback(tmp_path, section, code
     assert result.returncode == code, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     assert "notifications:" in result.stdout
+
+
+def test_validate_json_reports_a_file_that_does_not_load_as_json(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from ivrstream.cli import main
+
+    path = tmp_path / "bad.toml"
+    path.write_text('[genesys]\nregoin = "eu-west-1"\n')
+    result = CliRunner().invoke(main, ["validate", "--config", str(path), "--json"])
+    assert result.exit_code == 2
+    verdict = json.loads(result.stdout)
+    assert verdict["ok"] is False
+    assert verdict["problems"][0]["field"] == "genesys.regoin"

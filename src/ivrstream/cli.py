@@ -373,6 +373,15 @@ def validate(config_path: Path | None, as_json: bool) -> None:
     """Check the configuration and the subscription it builds, without connecting (exit 0/2)."""
     from ivrstream.commands.validate import verdict
 
+    if as_json:  # a file that does not load is a verdict too, in the same shape
+        from ivrstream import config as configuration
+
+        try:
+            loaded = configuration.load(config_path)
+            configuration.check(loaded)
+        except ConfigError as exc:
+            echo_json({"ok": False, "problems": [{"field": exc.field, "message": exc.message}]})
+            sys.exit(2)
     result = verdict(load_config(config_path))
     if as_json:
         echo_json(result)
