@@ -125,6 +125,9 @@ async def test_two_hours_with_drops_stalls_closings_expiry_eviction_and_429s(
         assert sum(s["stalls"] for s in slots) >= 1
         assert sum(s["socket_closing_notices"] for s in slots) >= 2
         assert sum(s["channels_lost"] for s in slots) >= 2
+        # every interruption is named by its cause (metrics: ivrstream_reconnects_total{reason})
+        reasons = stats["source"]["reconnects"]
+        assert {"stalled", "socket closing", "channel gone"} <= set(reasons), reasons
 
 
 async def test_statistics_show_coverage(emulator_factory, tmp_path):

@@ -484,13 +484,10 @@ class Monitor:
             for reason, count in source.endings.items():
                 out["eventstreams", reason] = count
         elif isinstance(source, NotificationsSource):
-            totals: Counter[str] = Counter()
-            for slot in list(source.slots.values()):
-                stats = slot.lifecycle.statistics()
-                totals["stalled"] += stats.stalls
-                totals["socket_closed"] += stats.socket_endings - stats.stalls
-                totals["connect_failed"] += stats.connect_failures
-            out.update({("notifications", reason): n for reason, n in totals.items()})
+            # each loss window a channel reported, by its reason (stalled, socket closed,
+            # socket closing, channel gone, expired, rotated, token revoked)
+            reasons = source.reconnects
+            out.update({("notifications", r.replace(" ", "_")): n for r, n in reasons.items()})
         return out
 
     def status(self) -> dict[str, Any]:

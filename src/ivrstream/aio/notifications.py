@@ -120,6 +120,7 @@ class NotificationsSource:
         self.slots: dict[int, _Slot] = {}
         self.state = "idle"
         self.quarantined: Counter[str] = Counter()
+        self.reconnects: Counter[str] = Counter()  # loss window reason → how many
         self.loss_windows = 0
         self.sweeps = 0
         self.discovery_polls = 0
@@ -363,6 +364,9 @@ class NotificationsSource:
         self.loss_windows += 1
         if window.reason is LossReason.STOPPED:
             return
+        if window.reason is not LossReason.STARTING:
+            self.reconnects[window.reason.value] += 1
+            self.hooks.emit("reconnecting", attempt=None, delay=0.0, reason=window.reason.value)
         if window.reason is LossReason.STARTING and self.restart_gap is not None:
             return  # inside the time away, which is recorded as one gap when a slot is live
         self._record_window(
@@ -546,6 +550,7 @@ class NotificationsSource:
             "state": self.state,
             "slots": {i: s.statistics() for i, s in self.slots.items()},
             "loss_windows": self.loss_windows,
+            "reconnects": dict(self.reconnects),
             "sweeps": self.sweeps,
             "discovery_polls": self.discovery_polls,
             "discovered_by_poll": self.discovered_by_poll,
