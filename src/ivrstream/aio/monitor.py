@@ -80,39 +80,56 @@ class Scan:
     ivr: list[IvrRow] = field(default_factory=list)
 
 
-_IVR_SELECT = f"""
-SELECT coalesce(conversation_id, ''), event_type,
-    coalesce(json_extract(b, '$.data.flowId'), json_extract(b, '$.data.flow.id')),
-    coalesce(json_extract(b, '$.data.flowName'), json_extract(b, '$.data.flow.name')),
-    coalesce(json_extract(b, '$.data.exitReason'), json_extract(b, '$.data.outcome.exitReason')),
-    coalesce(json_extract(b, '$.data.transferType'),
-             json_extract(b, '$.data.outcome.transferType')),
-    coalesce(json_extract(b, '$.data.acdOutcome'), json_extract(b, '$.data.outcome.acdOutcome'))
-FROM (SELECT pos, conversation_id, event_type, CAST(body AS TEXT) AS b FROM events
-      WHERE pos > ? AND pos <= ? AND event_type IN ({",".join("?" * len(KINDS))}))
-ORDER BY pos
-"""  # noqa: S608 - placeholders only
+# One parse of each body: every field the follower needs, as a JSON array (json_extract with
+# several paths), instead of a parse per field and per generated column.
+_FIELDS = (
+    "$.source",
+    "$.event_type",
+    "$.conversation_id",
+    "$.data.flowId",
+    "$.data.flow.id",
+    "$.data.flowName",
+    "$.data.flow.name",
+    "$.data.exitReason",
+    "$.data.outcome.exitReason",
+    "$.data.transferType",
+    "$.data.outcome.transferType",
+    "$.data.acdOutcome",
+    "$.data.outcome.acdOutcome",
+)
+_SCAN_SELECT = (
+    "SELECT pos, json_extract(CAST(body AS TEXT), "  # noqa: S608 - constant paths only
+    + ", ".join(f"'{path}'" for path in _FIELDS)
+    + ") FROM events WHERE pos > ? ORDER BY pos LIMIT ?"
+)
+_decode_fields = msgspec.json.Decoder(list[Any]).decode
+_IVR_KINDS = frozenset(KINDS)
 
 
 def scan_journal(journal: Journal, *, after: int, limit: int, counting: bool = True) -> Scan:
     """The next ``limit`` events after position ``after``: counts by (source, type) and the
-    fields the IVR view needs (runs on a reader thread; SQLite does the per-row work)."""
-    db = journal.db
-    last, rows = db.execute(
-        "SELECT max(pos), count(*) FROM (SELECT pos FROM events WHERE pos > ? ORDER BY pos"
-        " LIMIT ?)",
-        (after, limit),
-    ).fetchone()
-    scan = Scan(last, rows)
-    if last is None:
-        return scan
+    fields the IVR view needs (runs on a reader thread; SQLite parses each body once)."""
+    rows = journal.db.execute(_SCAN_SELECT, (after, limit)).fetchall()
+    scan = Scan(rows[-1][0] if rows else None, len(rows))
+    counts: Counter[tuple[str, str]] = Counter()
+    for _, packed in rows:
+        (source, kind, conversation, flow_id, flow_id2, name, name2, exit_reason, exit2,
+         transfer, transfer2, acd, acd2) = _decode_fields(packed)  # fmt: skip
+        counts[source or "", kind or ""] += 1
+        if kind in _IVR_KINDS:
+            scan.ivr.append(
+                IvrRow(
+                    conversation or "",
+                    kind,
+                    flow_id if flow_id is not None else flow_id2,
+                    name if name is not None else name2,
+                    exit_reason if exit_reason is not None else exit2,
+                    transfer if transfer is not None else transfer2,
+                    acd if acd is not None else acd2,
+                )
+            )
     if counting:
-        scan.kinds = db.execute(
-            "SELECT coalesce(source, ''), coalesce(event_type, ''), count(*) FROM events"
-            " WHERE pos > ? AND pos <= ? GROUP BY 1, 2",
-            (after, last),
-        ).fetchall()
-    scan.ivr = list(map(IvrRow._make, db.execute(_IVR_SELECT, (after, last, *KINDS))))
+        scan.kinds = [(source, kind, n) for (source, kind), n in counts.items()]
     return scan
 
 
