@@ -485,12 +485,13 @@ class JournalWriter:
         params: list[Any] = bodies
         width = 1
         if self.schema_version >= 2:
-            params, width = [], 2
+            ids: list[str | None] = []
             for b in batches:
-                ids = b.event_ids if len(b.event_ids) == len(b.events) else _ids_of(b.events)
-                for body, event_id in zip(b.events, ids, strict=True):
-                    params.append(body)
-                    params.append(event_id)
+                ids.extend(b.event_ids if len(b.event_ids) == len(b.events) else _ids_of(b.events))
+            # body, id, body, id, …: built by slice assignment (C), not a loop under the GIL
+            params, width = [None] * (2 * len(bodies)), 2
+            params[0::2] = bodies
+            params[1::2] = ids
         at = 0
         count = len(bodies)
         for size in CHUNKS:
