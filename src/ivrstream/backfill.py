@@ -45,7 +45,7 @@ from ivrstream.aio.auth import TokenManager
 from ivrstream.aio.http import drive
 from ivrstream.aio.intake import Intake
 from ivrstream.aio.reader import JournalReader
-from ivrstream.clock import Clock
+from ivrstream.clock import Clock, wait_event
 from ivrstream.config import BackfillSettings
 from ivrstream.errors import IvrstreamError, MissingScope, TransientError
 from ivrstream.hooks import Hooks
@@ -192,18 +192,9 @@ class Backfiller:
                     await self.fill(gap, reader=reader)
                     if self.is_paused():
                         break
-                await self._nap()
+                await wait_event(self._wake, self.settings.check_every, self.clock)
         finally:
             reader.close()
-
-    async def _nap(self) -> None:
-        sleep = asyncio.ensure_future(self.clock.sleep(self.settings.check_every))
-        woken = asyncio.ensure_future(self._wake.wait())
-        try:
-            await asyncio.wait({sleep, woken}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            sleep.cancel()
-            woken.cancel()
 
     def eligible(self, gaps: Iterable[GapRow], now: float) -> list[GapRow]:
         """Open gaps with a known window; Event Streams gaps only once the server had its

@@ -28,6 +28,20 @@ class Clock(Protocol):
         ...
 
 
+async def wait_event(event: asyncio.Event, seconds: float, clock: Clock) -> bool:
+    """Wait until ``event`` is set or ``seconds`` of ``clock`` time pass; True if it was set."""
+    if event.is_set():
+        return True
+    sleep = asyncio.ensure_future(clock.sleep(max(0.0, seconds)))
+    woken = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({sleep, woken}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        sleep.cancel()
+        woken.cancel()
+    return event.is_set()
+
+
 class SystemClock:
     """The real clock."""
 

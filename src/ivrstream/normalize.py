@@ -72,6 +72,7 @@ from ivrstream.isotime import TimeFormatError, format_ms, parse_ms
 from ivrstream.models import InteractionEvent, NotificationEnvelope
 from ivrstream.protocol.topics import (
     BY_PATTERN,
+    CALL_ORDER,
     DETAIL_PREFIX,
     FLOW_METRICS,
     QUEUE_CONVERSATIONS,
@@ -107,22 +108,7 @@ MAX_EVENT_TIME_MS = (1 << 48) - 1  # the event id's time field
 HEARTBEAT_TOPIC = "channel.metadata"
 SYSTEM_PREFIX = "v2.system."
 
-# the order a call lives them: breaks ties between events of one millisecond
-_KIND_ORDER = {
-    kind: i
-    for i, kind in enumerate(
-        (
-            "customer.start",
-            "flow.start",
-            "attributes",
-            "flow.outcome",
-            "flow.end",
-            "acd.start",
-            "acd.end",
-            "customer.end",
-        )
-    )
-}
+_KIND_ORDER = {kind: i for i, kind in enumerate(CALL_ORDER)}
 _FLOW_METRICS = BY_PATTERN[FLOW_METRICS]
 _QUEUE_CONVERSATIONS = BY_PATTERN[QUEUE_CONVERSATIONS]
 _FLOW_EXIT_FIELDS = ("exitReason", "transferType", "transferTargetName", "transferTargetAddress")

@@ -39,7 +39,7 @@ from ivrstream.aio.http import drive, send
 from ivrstream.aio.intake import SOURCE_MARK_PREFIX, Intake
 from ivrstream.aio.reader import JournalReader
 from ivrstream.backfill import Backfiller
-from ivrstream.clock import Clock
+from ivrstream.clock import Clock, wait_event
 from ivrstream.codec import Rejected
 from ivrstream.config import Config, Endpoints
 from ivrstream.errors import IvrstreamError
@@ -284,13 +284,7 @@ class NotificationsSource:
             deadlines = [d for d in (coverage.next_deadline(), self.order.deadline()) if d]
             wait = min([*deadlines, now + 1.0]) - now
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(0.0, wait) / self._speed()):
-                    await self._wake.wait()
-
-    def _speed(self) -> float:
-        factor = getattr(self.clock, "factor", 1.0)
-        return float(factor) if isinstance(factor, int | float) and factor > 0 else 1.0
+            await wait_event(self._wake, wait, self.clock)
 
     def replan(self) -> None:
         self._wake.set()
@@ -627,7 +621,6 @@ class _Slot:
                 self._close(action.socket)
             elif isinstance(action, LossWindow):
                 self.source.on_loss(self, action)
-        self.tag = f"slot {self.index}"
         if self.lifecycle.live:
             self.source.on_live()
         self._timer_wake.set()
@@ -647,7 +640,6 @@ class _Slot:
 
     async def _timer_loop(self) -> None:
         clock = self.source.clock
-        speed = self.source._speed()
         while True:
             deadline = self.lifecycle.deadline()
             now = clock.time()
@@ -657,9 +649,7 @@ class _Slot:
                 continue
             wait = 5.0 if deadline is None else min(deadline - now, 5.0)
             self._timer_wake.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(wait, 0.0) / speed):
-                    await self._timer_wake.wait()
+            await wait_event(self._timer_wake, wait, clock)
 
     # -- HTTP -----------------------------------------------------------------------------------
 
@@ -678,7 +668,6 @@ class _Slot:
                     register_secret(channel.id)
                     register_secret(channel.connect_uri)
                     self.feed(lifecycle.on_channel_created(channel, source.clock.time()))
-                    self.tag = f"slot {self.index}"
                     return
             elif isinstance(action, PutTopics):
                 coverage = source.coverage

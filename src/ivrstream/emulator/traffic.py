@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from ivrstream.protocol.topics import CALL_ORDER
+
 
 def stable_uuid(*parts: object) -> str:
     """A UUID (version 4 layout) derived from ``parts``: the same parts give the same id."""
@@ -115,16 +117,7 @@ class Outcome(StrEnum):
     ABANDONED_IN_QUEUE = "abandoned_in_queue"  # transferred, caller hangs up while waiting
 
 
-FACT_KINDS = (
-    "customer.start",
-    "flow.start",
-    "attributes",
-    "flow.outcome",
-    "flow.end",
-    "acd.start",
-    "acd.end",
-    "customer.end",
-)
+FACT_KINDS = CALL_ORDER  # what a call can live through, in its order
 
 
 @dataclass(frozen=True, eq=False)
