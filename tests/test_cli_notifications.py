@@ -48,6 +48,14 @@ def rows(journal: Path, sql: str) -> list[tuple]:
         db.close()
 
 
+def last_heard(journal: Path) -> int | None:
+    try:
+        found = rows(journal, "SELECT high_time FROM streams WHERE stream LIKE 'source:%'")
+    except sqlite3.OperationalError:
+        return None
+    return found[0][0] if found else None
+
+
 def restart_gap_state(journal: Path) -> str | None:
     try:
         found = rows(journal, "SELECT state FROM gaps WHERE note LIKE 'restart: not running%'")
@@ -63,11 +71,20 @@ async def test_kill_9_mid_run_then_restart_backfills_the_hole(emulator_factory, 
     async with emulator_factory(rate=20, time_scale=200) as emu:
         first = await start_run(emu, config, journal)
         await until(lambda: journaled(journal) >= 200, within=30)
-        await asyncio.sleep(6.0)  # past the source's 5 s bookmark: it knows it was alive
+        # the source has written down when it last heard from Genesys
+        await until(lambda: bool(last_heard(journal)), within=30)
         first.kill()  # SIGKILL: no clean shutdown, no last words
         assert await first.wait() == -signal.SIGKILL
         killed_ms = round(emu.clock.time() * 1000)
-        await asyncio.sleep(2.0)  # calls nobody hears
+
+        def calls_unheard() -> int:
+            return sum(
+                1
+                for call in emu.world.calls
+                if call.start_ms >= killed_ms and call.facts[-1].time_ms < emu.clock.time() * 1000
+            )
+
+        await until(lambda: calls_unheard() >= 12, within=30)  # whole calls nobody heard
         back_ms = round(emu.clock.time() * 1000)
         second = await start_run(emu, config, journal)
         try:

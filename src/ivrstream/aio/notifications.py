@@ -84,6 +84,7 @@ CATALOGUE_PATH = "/api/v2/notifications/availabletopics"
 FLOW_METRICS_PATTERN = "v2.analytics.flow.{id}.metrics"
 DISCOVERY_WINDOW = 600.0  # seconds: how far back the discovery poll looks for calls in progress
 MAX_FRAME_BYTES = 16 * 1024 * 1024
+MARK_EVERY_MS = 1_000  # how often the last-heard moment is written to the journal (at most)
 PLAN_DEBOUNCE = 0.2  # seconds between two plans that change channel lists
 
 
@@ -506,9 +507,9 @@ class NotificationsSource:
 
     def _save_mark(self, *, force: bool = False) -> None:
         """Remember (in the journal) the sweep watermark and when we last heard from Genesys,
-        at most every few seconds."""
+        at most once a second."""
         now_ms = self._now_ms()
-        if not force and now_ms - self._mark_saved_ms < 5_000:
+        if not force and now_ms - self._mark_saved_ms < MARK_EVERY_MS:
             return
         if self.swept_until_ms is None:
             return
