@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -14,6 +15,7 @@ import pytest
 from ivrstream.isotime import format_ms
 from ivrstream.journal import (
     CHUNKS,
+    WRITER_SWITCH_INTERVAL,
     CommitResult,
     GapRow,
     Journal,
@@ -47,7 +49,7 @@ def row(
     """A canonical event body (the journal reads every column from it)."""
     return msgspec.json.encode(
         {
-            "event_id": event_id or f"ev-{n:06d}",
+            "event_id": event_id or eid(n),
             "source": source,
             "event_type": event_type or ("flow.start" if n % 2 else "flow.end"),
             "conversation_id": conversation or f"conv-{n % 3}",
@@ -59,6 +61,11 @@ def row(
             "n": n,
         }
     )
+
+
+def eid(n: int) -> str:
+    """A UUID-shaped id, as every real event id is (so batches take the one-statement insert)."""
+    return f"00000000-0000-7000-8000-{n:012d}"
 
 
 def rows(first: int, last: int) -> list[bytes]:
@@ -181,7 +188,7 @@ def test_duplicate_event_ids_are_ignored_and_counted(path, writer, commits):
     writer.start()
     writer.submit(WriteBatch(events=rows(1, 5)))
     commits.wait(1)
-    again = [row(4), row(5), row(6), row(6, event_id="ev-000006"), row(99, event_id="ev-000001")]
+    again = [row(4), row(5), row(6), row(6, event_id=eid(6)), row(99, event_id=eid(1))]
     writer.submit(WriteBatch(events=again))
     first, second = commits.wait(2)
     assert (first.inserted, first.duplicates) == (5, 0)
@@ -205,12 +212,18 @@ def test_any_number_of_rows_goes_in_whole_and_in_order(path, writer, commits, co
         assert [body_fields(b)["n"] for b in journal.iter_bodies()] == list(range(1, count + 1))
 
 
-def test_duplicates_are_counted_in_full_chunks_and_in_the_remainder(path, writer, commits):
+@pytest.mark.parametrize("ids", ["uuid", "short"])
+def test_duplicates_are_counted_in_full_chunks_and_in_the_remainder(path, writer, commits, ids):
+    def some(first: int, last: int) -> list[bytes]:
+        if ids == "uuid":
+            return rows(first, last)  # one statement for the batch
+        return [row(n, event_id=f"ev-{n}") for n in range(first, last + 1)]  # chunked VALUES
+
     writer.start()
-    writer.submit(WriteBatch(events=rows(1, 300)))
+    writer.submit(WriteBatch(events=some(1, 300)))
     commits.wait(1)
     # 600 rows: the first full chunk holds 250 duplicates, the remainder (88 rows) 40 more
-    mixed = rows(51, 300) + rows(301, 562) + rows(1, 40) + rows(563, 610)
+    mixed = some(51, 300) + some(301, 562) + some(1, 40) + some(563, 610)
     assert len(mixed) == 600
     writer.submit(WriteBatch(events=mixed))
     _, result = commits.wait(2)
@@ -473,7 +486,7 @@ def test_deliveries_carry_what_sinks_need_without_decoding_the_body(filled):
         first, second = journal.deliveries_after(0, limit=2)
         assert first == (
             1,
-            "ev-000001",
+            eid(1),
             "conv-1",
             "flow.start",
             row(1),
@@ -575,6 +588,52 @@ def test_a_version_1_journal_is_still_written_and_read(path, commits):
     assert (first.inserted, second.inserted, second.duplicates) == (5, 2, 3)
     with read(path) as journal:
         assert journal.sequence("sub-1") == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_ids_of_any_length_go_in_whole_and_in_order(path, writer, commits):
+    # not every id is UUID-shaped (hand-made rows, other tools): those batches take the
+    # chunked statements, with the same outcome
+    bodies = [row(n, event_id="x" * (n % 40 + 1) + str(n)) for n in range(1, 301)]
+    writer.start()
+    writer.submit(WriteBatch(events=bodies))
+    [result] = commits.wait(1)
+    assert (result.inserted, result.duplicates, result.last_pos) == (300, 0, 300)
+    with read(path) as journal:
+        assert journal.sequence("sub-1") == list(range(1, 301))
+        stored = [r[0] for r in journal.db.execute("SELECT event_id FROM events ORDER BY pos")]
+    assert stored == [body_fields(b)["event_id"] for b in bodies]
+
+
+def test_bodies_are_stored_byte_for_byte_whatever_they_hold(path, writer, commits):
+    # the one-statement insert cuts bodies out of one blob: bodies of very different sizes,
+    # multi-byte UTF-8 and escapes all come back exactly as they went in
+    odd = [
+        {"event_id": eid(2), "text": "é€😀 " * 50},
+        {"event_id": eid(3), "escaped": '\u00e9 "quoted" \\ \n', "big": "x" * 70_000},
+        {"event_id": eid(4)},
+    ]
+    bodies = [row(1), *(msgspec.json.encode(o) for o in odd), row(5) * 1]
+    ids = [eid(n) for n in range(1, 6)]
+    writer.start()
+    writer.submit(WriteBatch(events=bodies, event_ids=ids))
+    [result] = commits.wait(1)
+    assert result.inserted == 5, result.error
+    with read(path) as journal:
+        stored = list(journal.db.execute("SELECT body, event_id FROM events ORDER BY pos"))
+    assert stored == list(zip(bodies, ids, strict=True))
+
+
+def test_the_thread_switch_interval_is_lowered_while_a_writer_runs(path, commits):
+    before = sys.getswitchinterval()
+    first = JournalWriter(path, flush_interval=0.0, on_commit=commits)
+    second = JournalWriter(path, flush_interval=0.0, on_commit=commits)
+    first.start()
+    second.start()
+    assert sys.getswitchinterval() == min(before, WRITER_SWITCH_INTERVAL)
+    first.close()
+    assert sys.getswitchinterval() == min(before, WRITER_SWITCH_INTERVAL)  # one still runs
+    second.close()
+    assert sys.getswitchinterval() == before
 
 
 def test_ids_handed_over_with_the_bodies_are_the_ones_stored(path, writer, commits):
