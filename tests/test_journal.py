@@ -500,6 +500,23 @@ def test_deliveries_carry_what_sinks_need_without_decoding_the_body(filled):
         assert journal.deliveries_after(12, limit=10) == []
 
 
+@pytest.mark.parametrize("when", ["too big", "out of order"])
+def test_deliveries_are_read_row_by_row_when_one_step_cannot_hold_them(filled, monkeypatch, when):
+    with read(filled) as journal:
+        in_one_step = [journal.deliveries_after(p, limit=5) for p in (0, 3, 10, 12)]
+
+        def cannot(self: Journal, pos: int, limit: int) -> None:
+            if when == "too big":
+                raise sqlite3.DataError("string or blob too big")
+            return None
+
+        monkeypatch.setattr(Journal, "_deliveries_in_one_step", cannot)
+        row_by_row = [journal.deliveries_after(p, limit=5) for p in (0, 3, 10, 12)]
+    assert row_by_row == in_one_step
+    assert [len(rows) for rows in row_by_row] == [5, 5, 2, 0]
+    assert all(type(body) is bytes for rows in row_by_row for body in (r[4] for r in rows))
+
+
 def test_iter_bodies_walks_everything_after_a_position_in_chunks(filled):
     with read(filled) as journal:
         assert [body_fields(b)["n"] for b in journal.iter_bodies(chunk=5)] == list(range(1, 13))

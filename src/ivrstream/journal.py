@@ -159,6 +159,21 @@ _DELIVERY_SELECT = (
     " sequence_id, event_time, received_at FROM events"
 )
 
+# The same rows as one row of columns (JSON arrays, and the bodies end to end in one blob), so a
+# reader thread hands the GIL over once a read, not once a row: with the event loop busy, each
+# hand-over waited for the GIL, and a 4,000-row read took a second instead of 15 ms.
+_DELIVERY_AGGREGATE = """
+SELECT json_group_array(pos), json_group_array(event_id),
+    json_group_array(coalesce(conversation_id, '')), json_group_array(coalesce(event_type, '')),
+    json_group_array(sequence_id), json_group_array(event_time), json_group_array(received_at),
+    json_group_array(length(body)), CAST(group_concat(body, '') AS BLOB)
+FROM (
+    SELECT pos, event_id, body, conversation_id, event_type, sequence_id, event_time, received_at
+    FROM events WHERE pos > ? ORDER BY pos LIMIT ?
+)
+"""
+_decode_column = msgspec.json.Decoder(list[Any]).decode
+
 
 @dataclass(frozen=True)
 class QuarantineRow:
@@ -679,11 +694,36 @@ class Journal:
 
     def deliveries_after(self, pos: int, limit: int) -> list[DeliveryRow]:
         """The events after ``pos``, in journal order, as :class:`DeliveryRow` tuples."""
+        with contextlib.suppress(sqlite3.DataError, sqlite3.OperationalError):
+            rows = self._deliveries_in_one_step(pos, limit)
+            if rows is not None:
+                return rows
         cursor = self.db.execute(
             _DELIVERY_SELECT + " WHERE pos > ? ORDER BY pos LIMIT ?", (pos, limit)
         )
-        rows: list[DeliveryRow] = cursor.fetchall()
-        return rows
+        fetched: list[DeliveryRow] = cursor.fetchall()
+        return fetched
+
+    def _deliveries_in_one_step(self, pos: int, limit: int) -> list[DeliveryRow] | None:
+        """The same rows from one aggregate row (see ``_DELIVERY_AGGREGATE``); None if SQLite
+        did not aggregate them in journal order. Raises when the bodies are too big for one
+        value (SQLite's 1 GB limit): the caller then reads row by row."""
+        columns = self.db.execute(_DELIVERY_AGGREGATE, (pos, limit)).fetchone()
+        if columns[-1] is None:
+            return []
+        positions, ids, conversations, kinds, sequences, times, received, lengths = map(
+            _decode_column, columns[:-1]
+        )
+        if positions != sorted(positions):
+            return None
+        blob: bytes = columns[-1]
+        ends = list(itertools.accumulate(lengths))
+        starts = itertools.accumulate(lengths, initial=0)  # n + 1 of them: map stops at n
+        bodies = map(blob.__getitem__, map(slice, starts, ends))
+        columns_zipped = zip(
+            positions, ids, conversations, kinds, bodies, sequences, times, received, strict=True
+        )
+        return list(columns_zipped)
 
     def deliveries_at(self, positions: list[int]) -> list[DeliveryRow]:
         out = []

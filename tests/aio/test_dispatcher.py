@@ -320,3 +320,38 @@ async def test_a_dispatcher_always_stops_when_cancelled_while_events_keep_coming
                     await task
     finally:
         producer.cancel()
+
+
+async def test_shares_that_queued_behind_a_slow_batch_travel_together(intake):
+    gate = asyncio.Event()
+
+    class SlowFirst(ScriptedSink):
+        async def deliver(self, batch: list[Delivery]) -> Outcome:
+            if not self.calls:
+                self.calls.append([d.pos for d in batch])
+                await gate.wait()
+                self.stored.extend(d.pos for d in batch)
+                return Outcome.ok()
+            return await super().deliver(batch)
+
+    def script(batch, call):
+        return Outcome.reject("HTTP 422") if 5 in [d.pos for d in batch] else Outcome.ok()
+
+    sink = SlowFirst(script=script)
+    dispatcher = Dispatcher(
+        sink, settings(lanes=1), intake, SystemClock(), random.Random(1), Hooks()
+    )
+    await add_events(intake, 1, 3, conversation="conv-a")
+    task = await run(dispatcher)
+    await until(lambda: len(sink.calls) == 1)
+    for first, stretches in ((4, 2), (7, 3)):  # two more, read one by one while it is busy
+        await add_events(intake, first, first + 2, conversation="conv-a")
+        await until(lambda n=stretches: len(dispatcher._stretches) == n)
+    gate.set()
+    await until(lambda: dispatcher.position == 9)
+    await stop(task)
+    assert sink.calls[:2] == [[1, 2, 3], [4, 5, 6, 7, 8, 9]]  # one request for both
+    assert sink.stored == [1, 2, 3, 4, 6, 7, 8, 9]
+    with open_journal(intake.path) as journal:
+        await until(lambda: len(journal.dead_letters("fake")) == 1)
+        assert journal.dead_letters("fake")[0]["pos"] == 5

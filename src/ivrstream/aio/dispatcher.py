@@ -68,6 +68,19 @@ class DispatchStats:
     redelivered: int = 0  # dead letters delivered on a later try
 
 
+def _settle(
+    waiting: list[tuple[list[Delivery], _Stretch]], first: int, last: int, dead: list[DeadLetterRow]
+) -> None:
+    """Positions ``first``..``last`` of the lane's ``waiting`` shares are done: count them off
+    their stretches, and give each dead letter to the stretch it belongs to (the cursor records
+    it when it passes that stretch)."""
+    for share, stretch in waiting:
+        if not share or share[-1].pos < first or share[0].pos > last:
+            continue
+        stretch.outstanding -= sum(1 for event in share if first <= event.pos <= last)
+        stretch.dead.extend(d for d in dead if share[0].pos <= d.pos <= share[-1].pos)
+
+
 class Dispatcher:
     """Moves one sink's cursor through the journal. Run :meth:`run` as a task."""
 
@@ -105,9 +118,9 @@ class Dispatcher:
         await self.sink.start()
         self._journal = reader = JournalReader(self.intake.path)
         lanes = max(1, self.settings.lanes)
-        # each lane holds at most two stretches' shares: reading stays a little ahead
+        # each lane holds at most four stretches' shares: reading stays a little ahead
         queues: list[asyncio.Queue[tuple[list[Delivery], _Stretch]]] = [
-            asyncio.Queue(maxsize=2) for _ in range(lanes)
+            asyncio.Queue(maxsize=4) for _ in range(lanes)
         ]
         try:
             self.position = (await reader.call(Journal.cursors)).get(self.name, 0)
@@ -196,15 +209,22 @@ class Dispatcher:
         return events
 
     async def _lane(self, queue: asyncio.Queue[tuple[list[Delivery], _Stretch]]) -> None:
-        """Deliver one lane's share of each stretch, in order, ``batch_max`` at a time."""
+        """Deliver one lane's share of each stretch, in order, ``batch_max`` at a time. Shares
+        that queued up while the lane was busy travel together: the slower the sink, the
+        fuller its batches (small reads under load made small requests, at a cost per request
+        on both ends)."""
         size = self.settings.batch_max
         while True:
-            share, stretch = await queue.get()
-            for start in range(0, len(share), size):
-                batch = share[start : start + size]
+            waiting = [await queue.get()]
+            count = len(waiting[0][0])
+            while count < size and not queue.empty():
+                waiting.append(queue.get_nowait())
+                count += len(waiting[-1][0])
+            events = [event for share, _ in waiting for event in share]
+            for start in range(0, len(events), size):
+                batch = events[start : start + size]
                 dead = await self._deliver(batch)
-                stretch.outstanding -= len(batch)
-                stretch.dead.extend(dead)
+                _settle(waiting, batch[0].pos, batch[-1].pos, dead)
                 self._advance()
 
     def _advance(self) -> None:
