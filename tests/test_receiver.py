@@ -14,6 +14,7 @@ import msgspec
 import pytest
 from click.testing import CliRunner
 
+from ivrstream import receiver as receiver_module
 from ivrstream.cli import main
 from ivrstream.models import InteractionEvent
 from ivrstream.receiver import Faults, Receiver
@@ -183,6 +184,8 @@ async def test_an_empty_batch_is_accepted_and_stores_nothing(http, receiver):
         (b'{"event_id": 7}', "event_id"),
         (b'[{"event_id": "evt-1"}, {"event_type": "x"}]', "event 1"),
         (b'[{"event_id": "evt-1"}, 3]', "event 1"),
+        (b'[{"event_id": "evt-1"}, {"event_id": ""}]', "event 1: event_id is empty"),
+        (b'[{"event_id": "evt-1", "x": "\xff"}]', "event 0"),
         (b'{"event_id": "evt-1", "sequence_id": "seven"}', "sequence_id"),
     ],
 )
@@ -194,6 +197,21 @@ async def test_a_body_that_is_not_events_is_refused_400_and_nothing_of_it_is_sto
     assert words in answer["detail"]
     assert await receiver.events() == []
     assert receiver.stats()["bad_requests"] == 1
+
+
+def test_a_batch_parses_the_same_in_one_pass_as_event_by_event():
+    events = [
+        {**event(1), "text": 'é€😀 "quoted" \\ tab\t'},
+        event(2),
+        {"event_id": "evt-3"},  # only the id: the other columns are empty
+        {**event(2), "again": True},  # a repeat is a row too (the store skips it)
+    ]
+    body = msgspec.json.encode(events)
+    fast = receiver_module.parse_body(body, "2026-01-01T00:00:00.000Z")
+    each = receiver_module._parse_each(body, b"[", "2026-01-01T00:00:00.000Z")
+    assert fast == each
+    assert [r.event_id for r in fast] == ["evt-1", "evt-2", "evt-3", "evt-2"]
+    assert [json.loads(r.body) for r in fast] == events
 
 
 async def test_a_pretty_printed_event_is_stored_on_one_line_with_unknown_fields_kept(

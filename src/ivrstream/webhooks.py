@@ -159,9 +159,8 @@ def batch_id(event_ids: list[str]) -> str:
     """
     if not event_ids:
         raise ValueError("a batch needs at least one event id")
-    digest = hashlib.sha256()
-    for event_id in event_ids:
-        encoded = event_id.encode()
-        digest.update(b"%d:" % len(encoded))
-        digest.update(encoded)
-    return "batch_" + digest.hexdigest()[:32]
+    encoded = list(map(str.encode, event_ids))
+    parts: list[bytes] = [b""] * (2 * len(encoded))  # "<len>:", id, "<len>:", id, …
+    parts[0::2] = map(b"%d:".__mod__, map(len, encoded))
+    parts[1::2] = encoded
+    return "batch_" + hashlib.sha256(b"".join(parts)).hexdigest()[:32]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import random
 import zlib
@@ -37,12 +38,13 @@ from ivrstream.aio.tail import JournalTail
 from ivrstream.clock import Clock
 from ivrstream.config import SinkSettings
 from ivrstream.hooks import Hooks
-from ivrstream.journal import DeadLetterRow, Journal, WriteBatch
+from ivrstream.journal import DeadLetterRow, DeliveryRow, Journal, WriteBatch
 from ivrstream.protocol.backoff import ceiling, jittered
 from ivrstream.sinks.base import Delivery, Outcome, Sink, Verdict
 
 log = logging.getLogger("ivrstream.delivery")
 DEAD_LETTER_POLL = 1.0  # seconds between looks at the dead-letter retry queue
+LANE_MEMO = 65_536  # conversations whose lane is remembered (a call's events come together)
 
 
 class SinkGone(Exception):
@@ -66,6 +68,16 @@ class DispatchStats:
     dead_lettered: int = 0
     batches: int = 0
     redelivered: int = 0  # dead letters delivered on a later try
+
+
+def _as_deliveries(rows: list[DeliveryRow]) -> list[Delivery]:
+    """Journal rows as :class:`Delivery` tuples, without a Python call per row."""
+    return list(map(tuple.__new__, itertools.repeat(Delivery), rows))
+
+
+def _deliveries_after(journal: Journal, pos: int, limit: int) -> list[Delivery]:
+    """Runs on the reader's thread: the rows become deliveries there, off the event loop."""
+    return _as_deliveries(journal.deliveries_after(pos, limit))
 
 
 def _settle(
@@ -110,6 +122,7 @@ class Dispatcher:
         self._stretches: deque[_Stretch] = deque()
         self._moved = asyncio.Event()  # set (and replaced) whenever the cursor moves
         self._journal: JournalReader | None = None
+        self._lane_of: dict[str, int] = {}  # conversation → lane, for recent conversations
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -176,8 +189,15 @@ class Dispatcher:
                 split = [rows]
             else:
                 split = [[] for _ in queues]
+                lane_of = self._lane_of
                 for row in rows:
-                    split[zlib.crc32(row.conversation_id.encode()) % len(queues)].append(row)
+                    lane = lane_of.get(row.conversation_id)
+                    if lane is None:
+                        if len(lane_of) >= LANE_MEMO:
+                            lane_of.clear()
+                        lane = zlib.crc32(row.conversation_id.encode()) % len(queues)
+                        lane_of[row.conversation_id] = lane
+                    split[lane].append(row)
             for queue, share in zip(queues, split, strict=True):
                 if share:
                     await queue.put((share, stretch))  # waits while the lane is full
@@ -187,8 +207,7 @@ class Dispatcher:
         journal (and then into the tail for the other dispatchers)."""
         tail = self.tail
         if tail is None:
-            rows = await reader.call(partial(Journal.deliveries_after, pos=position, limit=limit))
-            return list(map(Delivery._make, rows))
+            return await reader.call(partial(_deliveries_after, pos=position, limit=limit))
         shared = tail.after(position, limit)
         if shared:
             return shared
@@ -200,8 +219,7 @@ class Dispatcher:
                 return shared
         reading = tail.begin_read(position)
         try:
-            rows = await reader.call(partial(Journal.deliveries_after, pos=position, limit=limit))
-            events = list(map(Delivery._make, rows))
+            events = await reader.call(partial(_deliveries_after, pos=position, limit=limit))
             tail.add(position, events)
         finally:
             if reading:
@@ -326,7 +344,7 @@ class Dispatcher:
             return
         positions = [q["pos"] for q in queued]
         rows = await reader.call(lambda j: j.deliveries_at(positions))
-        deliveries = list(map(Delivery._make, rows))
+        deliveries = _as_deliveries(rows)
         log.info("sink %s: delivering %d dead letters again", self.name, len(deliveries))
         dead = await self._deliver_lane(deliveries)
         failed = {d.pos for d in dead}

@@ -16,6 +16,7 @@ Rules this module keeps:
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Any
 
 import aiohttp
@@ -28,6 +29,8 @@ from ivrstream.sinks.base import Delivery, Outcome
 from ivrstream.webhooks import batch_id, parse_secret, sign
 
 RETRYABLE = frozenset({408, 425, 429})
+_BODY = attrgetter("body")
+_EVENT_ID = attrgetter("event_id")
 
 
 def retry_after(value: str | None) -> float | None:
@@ -84,8 +87,8 @@ class WebhookSink:
             return Outcome.ok()
         if len(batch) == 1:
             return await self._post(b"[" + batch[0].body + b"]", batch[0].event_id)
-        body = b"[" + b",".join(d.body for d in batch) + b"]"
-        return await self._post(body, batch_id([d.event_id for d in batch]))
+        body = b"[" + b",".join(map(_BODY, batch)) + b"]"
+        return await self._post(body, batch_id(list(map(_EVENT_ID, batch))))
 
     async def _post(self, body: bytes, message_id: str) -> Outcome:
         session = self._session
