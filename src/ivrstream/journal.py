@@ -231,6 +231,18 @@ class BackfillMark:
     inserted: int
 
 
+@dataclass(slots=True)
+class DeliveryColumns:
+    """Per event, in batch order, the rest of a :data:`DeliveryRow`: conversation id, event
+    type, sequence id, event time and receive time, as the journal's columns would give them."""
+
+    conversation_ids: list[str] = field(default_factory=list)
+    event_types: list[str] = field(default_factory=list)
+    sequence_ids: list[int | None] = field(default_factory=list)
+    event_times: list[str | None] = field(default_factory=list)
+    received_at: list[str | None] = field(default_factory=list)
+
+
 @dataclass
 class WriteBatch:
     """Everything one commit should make durable together."""
@@ -248,6 +260,9 @@ class WriteBatch:
     weight: int = 0  # bytes it holds (for intake's backpressure)
     received: list[float] = field(default_factory=list)  # monotonic receive time per event
     event_times: list[int] = field(default_factory=list)  # server time (epoch ms) per event
+    # what sinks need of each event besides id and body, when the shell keeps it (see
+    # DeliveryColumns): committed rows can then reach the sinks without being read back
+    columns: DeliveryColumns | None = None
 
     def __len__(self) -> int:
         return len(self.events)
@@ -533,6 +548,9 @@ class JournalWriter:
                     " high_time=excluded.high_time, updated_at=excluded.updated_at",
                     (mark.stream, mark.subscription_id, mark.high, mark.high_time, now),
                 )
+            # inside the transaction: with the write lock held, this commit's rows are the last
+            # ones, at consecutive positions, whoever else writes the file
+            last = db.execute("SELECT max(pos) FROM events").fetchone()[0] or 0
             db.execute("COMMIT")
         except Exception as exc:  # sqlite3.Error, or a value it cannot bind (OverflowError)
             with contextlib.suppress(sqlite3.Error):
@@ -540,7 +558,6 @@ class JournalWriter:
             return CommitResult(
                 batches, 0, 0, 0, time.monotonic() - started, time.monotonic(), error=exc
             )
-        last = db.execute("SELECT max(pos) FROM events").fetchone()[0] or 0
         self.commits += 1
         done = time.monotonic()
         return CommitResult(batches, inserted, len(rows) - inserted, last, done - started, done)

@@ -12,11 +12,12 @@ import pytest
 
 from ivrstream.aio.dispatcher import Dispatcher
 from ivrstream.aio.intake import Intake
+from ivrstream.aio.tail import JournalTail
 from ivrstream.clock import SystemClock
 from ivrstream.config import JournalSettings, OrderingSettings, SinkSettings
 from ivrstream.hooks import Hooks
 from ivrstream.isotime import format_ms
-from ivrstream.journal import WriteBatch, open_journal
+from ivrstream.journal import JournalWriter, WriteBatch, open_journal
 from ivrstream.sinks.base import Delivery, Outcome
 from ivrstream.testing import FakeClock
 from tests.aio.support import until
@@ -355,3 +356,23 @@ async def test_shares_that_queued_behind_a_slow_batch_travel_together(intake):
     with open_journal(intake.path) as journal:
         await until(lambda: len(journal.dead_letters("fake")) == 1)
         assert journal.dead_letters("fake")[0]["pos"] == 5
+
+
+async def test_events_another_process_journals_are_found_by_looking_in_the_file(intake):
+    # intake shares its commits in memory; rows some other writer puts in the file (a backfill
+    # run, say) never pass through it, and are found by the poll of a quiet dispatcher
+    tail = JournalTail()
+    intake.share_commits(tail)
+    sink = ScriptedSink()
+    dispatcher = Dispatcher(
+        sink, settings(), intake, SystemClock(), random.Random(1), Hooks(), tail
+    )
+    task = await run(dispatcher)
+    await add_events(intake, 1, 5)
+    await until(lambda: dispatcher.position == 5)
+    other = JournalWriter(intake.path, flush_interval=0.0, on_commit=lambda result: None)
+    other.submit(WriteBatch(events=[body(n) for n in range(6, 9)]))
+    other.close()  # commits what was submitted, from this thread
+    await until(lambda: dispatcher.position == 8)
+    await stop(task)
+    assert sorted(sink.stored) == list(range(1, 9))

@@ -22,7 +22,6 @@ Rules this module keeps:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import random
@@ -165,20 +164,24 @@ class Dispatcher:
         read_to = self.position
         last_dead_letter_look = float("-inf")
         limit = self.settings.batch_max * len(queues)
+        polled = True
         while True:
             now = self.clock.monotonic()
             if now - last_dead_letter_look >= self.dead_letter_poll:
                 last_dead_letter_look = now
                 await self._redeliver_queued()
-            rows = await self._next(reader, read_to, limit)
+            rows = await self._next(reader, read_to, limit, look=polled)
+            polled = False
             if not rows:
                 if not self._stretches:
                     self.state = "idle"
                 # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
                 # that races the inner wait's completion, and this loop would never stop
-                with contextlib.suppress(TimeoutError):
+                try:
                     async with asyncio.timeout(self.dead_letter_poll):
                         await self.intake.wait_committed(read_to)
+                except TimeoutError:
+                    polled = True  # quiet for a while: look in the file (another process?)
                 continue
             if self.state == "idle" or self.state == "starting":
                 self.state = "delivering"
@@ -202,10 +205,19 @@ class Dispatcher:
                 if share:
                     await queue.put((share, stretch))  # waits while the lane is full
 
-    async def _next(self, reader: JournalReader, position: int, limit: int) -> list[Delivery]:
+    async def _next(
+        self, reader: JournalReader, position: int, limit: int, *, look: bool
+    ) -> list[Delivery]:
         """The events after ``position``: from the shared tail when it has them, else from the
-        journal (and then into the tail for the other dispatchers)."""
+        journal (and then into the tail for the other dispatchers).
+
+        With a tail that intake fills as it commits, nothing is looked for past intake's last
+        commit unless ``look``: the writer's thread may already have committed rows whose
+        news has not reached the event loop, and reading them from the file would only race
+        intake handing them over in memory."""
         tail = self.tail
+        if tail is not None and tail.fed and not look and position >= self.intake.last_pos:
+            return []
         if tail is None:
             return await reader.call(partial(_deliveries_after, pos=position, limit=limit))
         shared = tail.after(position, limit)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -20,6 +21,7 @@ from typing import Any
 
 import msgspec
 
+from ivrstream.aio.tail import JournalTail
 from ivrstream.clock import Clock
 from ivrstream.codec import Decoded, FrameDecoder, Rejected
 from ivrstream.config import JournalSettings, OrderingSettings
@@ -29,6 +31,7 @@ from ivrstream.isotime import format_ms, parse_ms
 from ivrstream.journal import (
     BackfillMark,
     CommitResult,
+    DeliveryColumns,
     GapRow,
     JournalError,
     JournalWriter,
@@ -40,6 +43,7 @@ from ivrstream.journal import (
 from ivrstream.models import InteractionEvent
 from ivrstream.privacy import Redactor, scrub_bytes
 from ivrstream.protocol.ordering import Gap, Ordering, Outcome
+from ivrstream.sinks.base import Delivery
 from ivrstream.stats import CountHistogram, LatencyHistogram
 
 log = logging.getLogger("ivrstream.intake")
@@ -127,6 +131,7 @@ class Intake:
         self.last_pos = 0
         self.error: BaseException | None = None
         self._writer: JournalWriter | None = None
+        self._tail: JournalTail | None = None
         self._pending = WriteBatch()
         self._inflight = 0
         self._inflight_bytes = 0
@@ -186,6 +191,17 @@ class Intake:
         if self._writer is not None:
             await asyncio.to_thread(self._writer.close)
             self._writer = None
+
+    def share_commits(self, tail: JournalTail) -> None:
+        """Put each committed stretch of events into ``tail`` as it commits, so dispatchers
+        that keep up take them from memory instead of reading them back from SQLite."""
+        self._tail = tail
+        tail.fed = True
+        if self._pending.columns is None and not self._pending.events:
+            self._pending.columns = DeliveryColumns()
+
+    def _new_batch(self) -> WriteBatch:
+        return WriteBatch(columns=DeliveryColumns() if self._tail is not None else None)
 
     # -- streams --------------------------------------------------------------------------------
 
@@ -306,6 +322,13 @@ class Intake:
             pending.event_ids.append(event.event_id)
             pending.event_times.append(parse_ms(event.event_time))
             pending.received.append(received_mono)
+            columns = pending.columns
+            if columns is not None:
+                columns.conversation_ids.append(event.conversation_id or "")
+                columns.event_types.append(event.event_type or "")
+                columns.sequence_ids.append(event.sequence_id)
+                columns.event_times.append(event.event_time)
+                columns.received_at.append(event.received_at)
         if len(pending.events) >= self.flush_threshold:
             self.flush()
         else:
@@ -406,6 +429,7 @@ class Intake:
             data = self.redactor.redact(data)
             if extra:
                 extra = self.redactor.redact(extra)
+        received_at = self._received_iso(received_ms)
         event = InteractionEvent(
             event_id=eid,
             source=stream.source,
@@ -413,7 +437,7 @@ class Intake:
             conversation_id=d.conversation_id,
             sequence_id=d.sequence_id,
             event_time=timestamp,
-            received_at=self._received_iso(received_ms),
+            received_at=received_at,
             subscription_id=stream.subscription_id,
             source_event_type=d.source_event_type,
             recovered=recovered,
@@ -430,6 +454,13 @@ class Intake:
         pending.event_ids.append(eid)
         pending.event_times.append(d.event_time_ms)
         pending.received.append(received_mono)
+        columns = pending.columns
+        if columns is not None:
+            columns.conversation_ids.append(d.conversation_id)
+            columns.event_types.append(d.event_type)
+            columns.sequence_ids.append(d.sequence_id)
+            columns.event_times.append(timestamp)
+            columns.received_at.append(received_at)
 
     def _explain_gap(self, stream: Stream, gap: Gap) -> None:
         resumed = stream.resumed_after
@@ -481,7 +512,7 @@ class Intake:
         self._touched.clear()
         if batch.empty() or self._writer is None:
             return
-        self._pending = WriteBatch()
+        self._pending = self._new_batch()
         batch.submitted = self.clock.monotonic()
         self._wall_offset = self.clock.time() - batch.submitted
         # quarantined frames count too: a flood of bad frames must meet backpressure as well
@@ -544,6 +575,8 @@ class Intake:
         if len(self.stats.batch_sizes) < 100_000:
             self.stats.batch_sizes.append(size)
         self.last_pos = max(self.last_pos, result.last_pos)
+        if self._tail is not None and result.inserted and not result.duplicates:
+            self._share(result)
         if (
             self._inflight <= self.settings.max_pending // 2
             and self._inflight_bytes <= self.settings.max_pending_bytes // 2
@@ -553,6 +586,28 @@ class Intake:
         task = asyncio.ensure_future(self._notify())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    def _share(self, result: CommitResult) -> None:
+        """Every row of ``result`` was new, so its events sit at the consecutive positions
+        ending at ``last_pos``: hand them to the tail as if read from the journal."""
+        assert self._tail is not None
+        batches = [b for b in result.batches if b.events]
+        if any(b.columns is None or len(b.columns.event_types) != len(b.events) for b in batches):
+            return  # not kept for some batch: the dispatchers read these rows back
+        first = result.last_pos - result.inserted + 1
+        rows = zip(
+            range(first, result.last_pos + 1),
+            _chain(b.event_ids for b in batches),
+            _chain(b.columns.conversation_ids for b in batches),  # type: ignore[union-attr]
+            _chain(b.columns.event_types for b in batches),  # type: ignore[union-attr]
+            _chain(b.events for b in batches),
+            _chain(b.columns.sequence_ids for b in batches),  # type: ignore[union-attr]
+            _chain(b.columns.event_times for b in batches),  # type: ignore[union-attr]
+            _chain(b.columns.received_at for b in batches),  # type: ignore[union-attr]
+            strict=True,
+        )
+        deliveries = list(map(tuple.__new__, itertools.repeat(Delivery), rows))
+        self._tail.add(first - 1, deliveries, read=False)
 
     async def _notify(self) -> None:
         async with self._committed:
@@ -605,6 +660,9 @@ class Intake:
                 for key, s in self.streams.items()
             },
         }
+
+
+_chain = itertools.chain.from_iterable
 
 
 class LogBudget:

@@ -139,6 +139,8 @@ class Subscriber:
                     self.tail,
                 )
             )
+        if self.dispatchers:
+            self.intake.share_commits(self.tail)
         self._deliveries: list[asyncio.Task[None]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._run: asyncio.Task[None] | None = None

@@ -42,6 +42,8 @@ class JournalTail:
         self._bytes = 0
         self.hits = 0  # events served from memory
         self.misses = 0  # events a dispatcher had to read from SQLite
+        self.committed = 0  # events intake put in as it committed them
+        self.fed = False  # intake puts in what it commits (Intake.share_commits)
         self._reading: tuple[int, asyncio.Event] | None = None  # a read past the window
 
     def after(self, position: int, limit: int) -> list[Delivery] | None:
@@ -54,10 +56,13 @@ class JournalTail:
         self.hits += len(out)
         return out
 
-    def add(self, position: int, events: list[Delivery]) -> None:
-        """``events`` were just read from the journal as everything after ``position`` (up to
-        the read's limit)."""
-        self.misses += len(events)
+    def add(self, position: int, events: list[Delivery], *, read: bool = True) -> None:
+        """``events`` are everything the journal holds after ``position`` (up to a limit):
+        just read from it, or (``read=False``) just committed to it by intake."""
+        if read:
+            self.misses += len(events)
+        else:
+            self.committed += len(events)
         if not events:
             return
         last = events[-1].pos
