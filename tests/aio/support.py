@@ -10,12 +10,28 @@ from typing import Any
 
 import msgspec
 
+from ivrstream.aio.intake import Intake
 from ivrstream.aio.subscriber import Subscriber
-from ivrstream.config import Config, from_mapping
+from ivrstream.clock import SystemClock
+from ivrstream.config import Config, JournalSettings, OrderingSettings, from_mapping
 from ivrstream.emulator.server import Emulator
+from ivrstream.hooks import Hooks
 from ivrstream.journal import open_journal
 
 FAST_TRAFFIC = {"rate": 200, "time_scale": 2000}
+
+
+async def open_intake(journal: Path) -> Intake:
+    """An opened intake on ``journal`` with default settings and the system clock."""
+    intake = Intake(
+        JournalSettings(path=str(journal)),
+        OrderingSettings(),
+        SystemClock(),
+        Hooks(),
+        max_frame_bytes=1 << 20,
+    )
+    await intake.open()
+    return intake
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

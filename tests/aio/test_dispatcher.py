@@ -14,13 +14,13 @@ from ivrstream.aio.dispatcher import Dispatcher
 from ivrstream.aio.intake import Intake
 from ivrstream.aio.tail import JournalTail
 from ivrstream.clock import SystemClock
-from ivrstream.config import JournalSettings, OrderingSettings, SinkSettings
+from ivrstream.config import SinkSettings
 from ivrstream.hooks import Hooks
 from ivrstream.isotime import format_ms
 from ivrstream.journal import JournalWriter, WriteBatch, open_journal
 from ivrstream.sinks.base import Delivery, Outcome
 from ivrstream.testing import FakeClock
-from tests.aio.support import until
+from tests.aio.support import open_intake, until
 
 
 def body(n: int, conversation: str | None = None) -> bytes:
@@ -68,14 +68,7 @@ class ScriptedSink:
 
 @pytest.fixture
 async def intake(tmp_path):
-    intake = Intake(
-        JournalSettings(path=str(tmp_path / "j.db")),
-        OrderingSettings(),
-        SystemClock(),
-        Hooks(),
-        max_frame_bytes=1 << 20,
-    )
-    await intake.open()
+    intake = await open_intake(tmp_path / "j.db")
     yield intake
     await intake.close()
 

@@ -6,12 +6,10 @@ import msgspec
 
 from ivrstream.aio.intake import Intake
 from ivrstream.aio.tail import JournalTail
-from ivrstream.clock import SystemClock
-from ivrstream.config import JournalSettings, OrderingSettings
-from ivrstream.hooks import Hooks
 from ivrstream.journal import open_journal
 from ivrstream.models import InteractionEvent
 from ivrstream.sinks.base import Delivery
+from tests.aio.support import open_intake
 
 
 def frame(seq: int, conversation: str = "conv-1") -> bytes:
@@ -38,25 +36,13 @@ def event(n: int) -> InteractionEvent:
     )
 
 
-async def open_intake(tmp_path) -> Intake:
-    intake = Intake(
-        JournalSettings(path=str(tmp_path / "j.db")),
-        OrderingSettings(),
-        SystemClock(),
-        Hooks(),
-        max_frame_bytes=1 << 20,
-    )
-    await intake.open()
-    return intake
-
-
 def journal_rows(intake: Intake) -> list[Delivery]:
     with open_journal(intake.path) as journal:
         return [Delivery(*row) for row in journal.deliveries_after(0, 1_000)]
 
 
 async def test_committed_events_reach_the_tail_as_the_journal_holds_them(tmp_path):
-    intake = await open_intake(tmp_path)
+    intake = await open_intake(tmp_path / "j.db")
     tail = JournalTail()
     intake.share_commits(tail)
     try:
@@ -76,7 +62,7 @@ async def test_committed_events_reach_the_tail_as_the_journal_holds_them(tmp_pat
 
 
 async def test_a_commit_with_duplicates_is_not_shared(tmp_path):
-    intake = await open_intake(tmp_path)
+    intake = await open_intake(tmp_path / "j.db")
     tail = JournalTail()
     intake.share_commits(tail)
     try:
@@ -93,7 +79,7 @@ async def test_a_commit_with_duplicates_is_not_shared(tmp_path):
 
 
 async def test_without_a_tail_nothing_is_kept_for_one(tmp_path):
-    intake = await open_intake(tmp_path)
+    intake = await open_intake(tmp_path / "j.db")
     try:
         intake.append_events([event(1)], received_mono=0.0)
         assert intake._pending.columns is None
