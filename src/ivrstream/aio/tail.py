@@ -21,7 +21,9 @@ Rules this module keeps:
 from __future__ import annotations
 
 import asyncio
-from bisect import bisect_right
+import itertools
+from bisect import bisect_left, bisect_right
+from operator import attrgetter
 
 from ivrstream.sinks.base import Delivery
 
@@ -32,6 +34,9 @@ def _position(event: Delivery) -> int:
     return event.pos
 
 
+_body = attrgetter("body")
+
+
 class JournalTail:
     def __init__(self, budget_bytes: int = DEFAULT_BUDGET) -> None:
         self.budget_bytes = budget_bytes
@@ -39,7 +44,7 @@ class JournalTail:
         self._first = 0  # events before this index have left the window (compacted lazily)
         self._low = 0  # the window covers positions after this …
         self._high = 0  # … up to and including this (empty when equal)
-        self._bytes = 0
+        self._ends = [0]  # running byte totals of the bodies (see _trim)
         self.hits = 0  # events served from memory
         self.misses = 0  # events a dispatcher had to read from SQLite
         self.committed = 0  # events intake put in as it committed them
@@ -70,11 +75,11 @@ class JournalTail:
             self._restart(position)
         elif position < self._low or last <= self._high:
             return  # behind the window, or nothing new: leave it as it is
-        high = self._high
-        for event in events:
-            if event.pos > high:
-                self._events.append(event)
-                self._bytes += len(event.body)
+        new = events[bisect_right(events, self._high, key=_position) :]
+        self._events.extend(new)
+        # running byte totals, so trimming is a bisection, not a loop over events
+        self._ends.extend(itertools.accumulate(map(len, map(_body, new)), initial=self._ends[-1]))
+        self._ends.pop(-len(new) - 1)  # accumulate repeats the initial total: keep it once
         self._high = last
         self._trim()
 
@@ -99,19 +104,23 @@ class JournalTail:
             self._reading = None
 
     def _trim(self) -> None:
-        events = self._events
-        while self._bytes > self.budget_bytes and len(events) - self._first > 1:
-            oldest = events[self._first]
-            self._first += 1
-            self._bytes -= len(oldest.body)
-            self._low = oldest.pos
+        """Drop the oldest events until the bodies fit the budget (the newest always stays)."""
+        events, ends = self._events, self._ends
+        # ends[i + 1] is the byte total up to and including events[i]; ends[0] what went before
+        total = ends[-1]
+        if total - ends[self._first] > self.budget_bytes:
+            keep_from = bisect_left(ends, total - self.budget_bytes, lo=self._first)
+            self._first = min(keep_from, len(events) - 1)
+            self._low = events[self._first - 1].pos if self._first else self._low
         if self._first > len(events) // 2:
             del events[: self._first]
+            del ends[: self._first]
             self._first = 0
 
     def _restart(self, position: int) -> None:
         self._events.clear()
-        self._first = self._bytes = 0
+        self._ends[:] = [0]
+        self._first = 0
         self._low = self._high = position
 
     def __len__(self) -> int:
