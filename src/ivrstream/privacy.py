@@ -303,12 +303,21 @@ class _Node:
 class _State:
     """A set of trie nodes the walk can be at: ``lit[key]`` or ``other`` is the next set."""
 
-    __slots__ = ("decision", "lit", "other")
+    __slots__ = ("_live", "decision", "lit", "other")
 
     def __init__(self) -> None:
         self.lit: dict[str, _State | None] = {}
         self.other: _State | None = None
         self.decision: _Decision | None = None
+        self._live: tuple[tuple[str, _State], ...] | None = None
+
+    @property
+    def live(self) -> tuple[tuple[str, _State], ...]:
+        """The keys some rule continues through, with where they lead (built on first use,
+        once the automaton is complete)."""
+        if self._live is None:
+            self._live = tuple((k, s) for k, s in self.lit.items() if s is not None)
+        return self._live
 
 
 def _check_rule(position: int, rule: Rule) -> list[str]:
@@ -389,6 +398,7 @@ def _automaton(root: _Node) -> _State:
 # -- The redactor --------------------------------------------------------------------------------
 
 _DROP: Any = object()
+_ABSENT: Any = object()
 _HASHED = re.compile(HASH_PREFIX + "[0-9a-f]{32}")  # already hashed: redacting twice is harmless
 _MEMO_SIZE = 4096
 
@@ -461,6 +471,21 @@ class Redactor:
     ) -> Any:
         """``data`` itself when nothing inside changes, else a changed copy."""
         out: dict[Any, Any] | None = None
+        if not scan and mask is None and st is not None and st.other is None:
+            # the common case (rules only, no scan): visit just the keys a rule names
+            for key, child in st.live:
+                value = data.get(key, _ABSENT)
+                if value is _ABSENT:
+                    continue
+                new = self._value(value, child, None, False, depth)
+                if new is not value:
+                    if out is None:
+                        out = dict(data)
+                    if new is _DROP:
+                        del out[key]
+                    else:
+                        out[key] = new
+            return data if out is None else out
         if scan or mask is not None or (st is not None and st.other is not None):
             lit = st.lit if st is not None else {}
             other = st.other if st is not None else None
@@ -522,7 +547,11 @@ class Redactor:
             if action == "drop":
                 return _DROP
             if action == "hash":
-                hashed = isinstance(value, str) and _HASHED.fullmatch(value) is not None
+                hashed = (
+                    isinstance(value, str)
+                    and value.startswith(HASH_PREFIX)
+                    and _HASHED.fullmatch(value) is not None
+                )
                 return value if hashed else self.hash(value)
             if action == "mask":
                 mask = st.decision.keep_last
