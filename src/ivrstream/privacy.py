@@ -471,46 +471,28 @@ class Redactor:
     ) -> Any:
         """``data`` itself when nothing inside changes, else a changed copy."""
         out: dict[Any, Any] | None = None
-        if not scan and mask is None and st is not None and st.other is None:
-            # the common case (rules only, no scan): visit just the keys a rule names
-            for key, child in st.live:
-                value = data.get(key, _ABSENT)
-                if value is _ABSENT:
-                    continue
-                new = self._value(value, child, None, False, depth)
-                if new is not value:
-                    if out is None:
-                        out = dict(data)
-                    if new is _DROP:
-                        del out[key]
-                    else:
-                        out[key] = new
-            return data if out is None else out
-        if scan or mask is not None or (st is not None and st.other is not None):
-            lit = st.lit if st is not None else {}
-            other = st.other if st is not None else None
-            pairs: Iterable[tuple[Any, _State | None]] = ((k, lit.get(k, other)) for k in data)
-        elif st is not None and len(st.lit) < len(data):
-            pairs = ((k, s) for k, s in st.lit.items() if s is not None and k in data)
-        elif st is not None:
-            pairs = ((k, st.lit.get(k)) for k in data)
-        else:
-            return data
-        for key, child in pairs:
-            if child is None and mask is None and not scan:
-                continue
-            value = data[key]
-            if child is None and mask is None:
-                new = _scan(value, depth)
+        if not scan and mask is None:
+            if st is None:
+                return data
+            if st.other is None:
+                # the common case (rules only, no scan): visit just the keys a rule names
+                for key, child in st.live:
+                    value = data.get(key, _ABSENT)
+                    if value is not _ABSENT:
+                        new = self._value(value, child, None, False, depth)
+                        if new is not value:
+                            out = _with(out, data, key, new)
+                return data if out is None else out
+        lit = st.lit if st is not None else {}
+        other = st.other if st is not None else None
+        for key, value in data.items():
+            state = lit.get(key, other)
+            if state is None and mask is None:
+                new = _scan(value, depth) if scan else value
             else:
-                new = self._value(value, child, mask, scan, depth)
+                new = self._value(value, state, mask, scan, depth)
             if new is not value:
-                if out is None:
-                    out = dict(data)
-                if new is _DROP:
-                    del out[key]
-                else:
-                    out[key] = new
+                out = _with(out, data, key, new)
         return data if out is None else out
 
     def _seq(
@@ -572,6 +554,19 @@ class Redactor:
                 return TOO_DEEP
             return self._seq(value, st, mask, scan, depth + 1)
         return value
+
+
+def _with(
+    out: dict[Any, Any] | None, data: Mapping[Any, Any], key: Any, new: Any
+) -> dict[Any, Any]:
+    """``out`` (a copy of ``data``, made now if need be) with ``key`` set to ``new`` (or gone)."""
+    if out is None:
+        out = dict(data)
+    if new is _DROP:
+        del out[key]
+    else:
+        out[key] = new
+    return out
 
 
 def _scan(value: Any, depth: int) -> Any:
