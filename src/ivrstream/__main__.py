@@ -1,3 +1,4 @@
 from ivrstream.cli import main
 
-main()
+if __name__ == "__main__":  # not when a spawned process (the audit log's) imports it
+    main()

@@ -18,11 +18,8 @@ Rules this module keeps:
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import operator
-import uuid
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -32,7 +29,8 @@ import msgspec
 from ivrstream import __version__
 from ivrstream.audit import AuditLog, load_private_key, records
 from ivrstream.audit.errors import AuditError
-from ivrstream.clock import Clock
+from ivrstream.audit.remote import RemoteAuditLog, audit_ids
+from ivrstream.clock import Clock, SystemClock
 from ivrstream.config import AuditSettings
 from ivrstream.errors import ConfigError
 from ivrstream.hooks import Hooks
@@ -44,13 +42,21 @@ TAIL_BYTES = 8 * 1024 * 1024  # how much of the newest file to read for events a
 
 
 class AuditTrail:
-    def __init__(self, settings: AuditSettings, clock: Clock) -> None:
+    """The service's audit log. With the system clock the log lives in a process of its own
+    (:mod:`ivrstream.audit.remote`), so its hashing does not compete with intake and the sinks
+    for the GIL; with any other clock (tests) in this process. Either way one worker thread
+    makes every call, in order."""
+
+    def __init__(
+        self, settings: AuditSettings, clock: Clock, *, own_process: bool | None = None
+    ) -> None:
         assert settings.directory is not None
         self.settings = settings
         self.clock = clock
         self.directory = Path(settings.directory)
+        self.own_process = isinstance(clock, SystemClock) if own_process is None else own_process
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="ivrstream-audit")
-        self._log: AuditLog | None = None
+        self._log: AuditLog | RemoteAuditLog | None = None
         self.recent: set[str] = set()
         self.records = 0
         self.failures = 0
@@ -60,15 +66,24 @@ class AuditTrail:
             key = load_private_key(self.settings.signing_key_file)
         except (OSError, AuditError) as exc:
             raise ConfigError("audit.signing_key_file", str(exc)) from None
-        self._log = AuditLog(
-            self.directory,
-            self.clock,
-            max_bytes=self.settings.max_bytes,
-            fsync_interval=self.settings.fsync_interval,
-            checkpoint_interval=self.settings.checkpoint_interval,
-            signing_key=key,
-            id_factory=audit_ids(),
-        )
+        if self.own_process:
+            self._log = RemoteAuditLog(
+                self.directory,
+                max_bytes=self.settings.max_bytes,
+                fsync_interval=self.settings.fsync_interval,
+                checkpoint_interval=self.settings.checkpoint_interval,
+                signing_key_file=self.settings.signing_key_file,
+            )
+        else:
+            self._log = AuditLog(
+                self.directory,
+                self.clock,
+                max_bytes=self.settings.max_bytes,
+                fsync_interval=self.settings.fsync_interval,
+                checkpoint_interval=self.settings.checkpoint_interval,
+                signing_key=key,
+                id_factory=audit_ids(),
+            )
         await self._run(self._log.open)
         self.recent = await self._run(self._recent_event_ids)
         await self.append(
@@ -151,14 +166,6 @@ class AuditTrail:
             stats["file"] = self._log.file
             stats["seq"] = self._log.seq
         return stats
-
-
-def audit_ids() -> Callable[[], str]:
-    """Unique audit ids without a random draw per record: this run's random prefix and a
-    counter (a uuid4 per record cost more than the rest of the record together)."""
-    run = uuid.uuid4().hex[:16]
-    counter = itertools.count(1)
-    return lambda: f"{run}-{next(counter):08x}"
 
 
 class AuditSink:
