@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import socket
 import tempfile
@@ -190,6 +191,9 @@ def run(events: int = 200_000, seed_way_events: int = 3_000) -> dict[str, Any]:
         audited_runs: list[dict[str, Any]] = []
         for round_no in range(AUDIT_ROUNDS):
             for audit in (None, tmpdir / f"audit-{round_no}"):
+                # the runs above copied and wrote ~1 GB of journals: let the kernel finish
+                # writing them back first, so each run measures the service, not our leftovers
+                os.sync()
                 with (
                     emulator_process("--no-traffic", "--fast-frames", str(events)) as base_url,
                     receiver_process(

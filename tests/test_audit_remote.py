@@ -4,6 +4,7 @@ child that never outlives the pipe to its service."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import msgspec
@@ -12,7 +13,7 @@ import pytest
 from ivrstream.audit import records, verify
 from ivrstream.audit.errors import AuditWriteError
 from ivrstream.audit.records import EventFacts
-from ivrstream.audit.remote import RemoteAuditLog
+from ivrstream.audit.remote import NICENESS, RemoteAuditLog
 from ivrstream.sinks.base import Delivery
 
 
@@ -91,3 +92,12 @@ def test_calls_to_a_child_that_died_fail_clearly(tmp_path):
         trail.tick()
     with pytest.raises(AuditWriteError):
         trail.close()  # still lets go of the pipes
+
+
+def test_the_log_runs_behind_the_service_for_the_cpu(tmp_path):
+    trail = open_remote(tmp_path)
+    process = trail._process
+    assert process is not None
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    assert os.getpriority(os.PRIO_PROCESS, process.pid) == min(19, ours + NICENESS)
+    trail.close()
