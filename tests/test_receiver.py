@@ -144,6 +144,13 @@ async def test_a_batch_is_stored_in_order_in_one_request(http, receiver):
     assert receiver.stats()["by_event_type"] == {"flow.start": 1, "flow.end": 1, "acd.start": 1}
 
 
+async def test_events_without_a_type_are_counted_under_an_empty_one(http, receiver):
+    untyped = {"event_id": "evt-9", "data": {}}
+    status, answer, _ = await deliver(http, receiver, [event(1), untyped, {"event_id": "evt-8"}])
+    assert (status, answer) == (200, {"received": 3, "duplicates": 0})
+    assert receiver.stats()["by_event_type"] == {"flow.start": 1, "": 2}
+
+
 async def test_duplicates_are_counted_within_a_batch_and_across_requests(http, receiver):
     status, answer, _ = await deliver(http, receiver, [event(1), event(2), event(1)])
     assert (status, answer) == (200, {"received": 2, "duplicates": 1})
