@@ -88,8 +88,12 @@ def _settle(
     for share, stretch in waiting:
         if not share or share[-1].pos < first or share[0].pos > last:
             continue
-        stretch.outstanding -= sum(1 for event in share if first <= event.pos <= last)
-        stretch.dead.extend(d for d in dead if share[0].pos <= d.pos <= share[-1].pos)
+        if first <= share[0].pos and share[-1].pos <= last:
+            stretch.outstanding -= len(share)  # the usual case: the whole share went
+        else:
+            stretch.outstanding -= sum(1 for event in share if first <= event.pos <= last)
+        if dead:
+            stretch.dead.extend(d for d in dead if share[0].pos <= d.pos <= share[-1].pos)
 
 
 class Dispatcher:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import operator
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -562,7 +563,7 @@ class Intake:
         for batch in result.batches:
             size += len(batch.events) + len(batch.quarantine)
             self._inflight_bytes -= batch.weight
-            self.latency.add_many([now_mono - received for received in batch.received])
+            self.latency.add_many(map(operator.sub, itertools.repeat(now_mono), batch.received))
             self.event_latency.add_many(
                 [max(0.0, (now_ms - event_time) / 1000) for event_time in batch.event_times]
             )
