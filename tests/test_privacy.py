@@ -649,6 +649,14 @@ scalars = st.one_of(
     st.text(),
     st.text("0123456789 -", min_size=10, max_size=40),
     luhn_cards(),
+    # a card inside other text: control characters (escaped in JSON), separators, digits
+    st.builds(
+        lambda before, card, sep, after: before + sep.join([card[:6], card[6:]]) + after,
+        st.text(max_size=6),
+        luhn_cards(),
+        st.sampled_from(["", " ", "-"]),
+        st.text(max_size=6),
+    ),
 )
 json_like = st.recursive(
     scalars,
