@@ -39,11 +39,12 @@ import random
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import msgspec
 from aiohttp import web
@@ -59,6 +60,7 @@ from ivrstream.webhooks import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MAX_BODY = 16 * 1024 * 1024
 _EVENT_ID = operator.itemgetter(0)  # of a Row
@@ -146,9 +148,15 @@ class SqliteStore:
         # a thread lock, not an asyncio one: a cancelled caller must not free the connection
         # while its thread is still using it
         self._guard = threading.Lock()
+        # one thread for the connection: calls queue here instead of parking threads on the
+        # lock, each waking for its turn and for the GIL
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="receiver-store")
+
+    def _in_worker(self, function: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        return asyncio.get_running_loop().run_in_executor(self._worker, function, *args)
 
     async def open(self) -> None:
-        self._conn = await asyncio.to_thread(self._connect)
+        self._conn = await self._in_worker(self._connect)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -165,7 +173,7 @@ class SqliteStore:
         return self._conn
 
     async def insert(self, rows: list[Row]) -> set[str]:
-        return await asyncio.to_thread(self._insert, rows)
+        return await self._in_worker(self._insert, rows)
 
     def _insert(self, rows: list[Row]) -> set[str]:
         """Insert the rows not stored yet; return their event ids. A few statements a request,
@@ -208,7 +216,7 @@ class SqliteStore:
         return set(fresh)
 
     async def read(self, after: int, limit: int) -> list[tuple[int, str]]:
-        return await asyncio.to_thread(self._read, after, limit)
+        return await self._in_worker(self._read, after, limit)
 
     def _read(self, after: int, limit: int) -> list[tuple[int, str]]:
         with self._guard:
@@ -220,13 +228,14 @@ class SqliteStore:
 
     async def close(self) -> None:
         if self._conn is not None:
-            await asyncio.to_thread(self._close)
+            await self._in_worker(self._close)
 
     def _close(self) -> None:
         with self._guard:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+        self._worker.shutdown(wait=False)
 
 
 POSTGRES_SCHEMA = """
