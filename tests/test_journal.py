@@ -661,3 +661,19 @@ def test_ids_handed_over_with_the_bodies_are_the_ones_stored(path, writer, commi
     with read(path) as journal:
         stored = [r[0] for r in journal.db.execute("SELECT event_id FROM events ORDER BY pos")]
     assert stored == [body_fields(b)["event_id"] for b in bodies]
+
+
+def test_export_reports_its_progress_against_the_events_after_the_start(filled, monkeypatch):
+    import io
+
+    from ivrstream.commands import journal as journal_commands
+
+    monkeypatch.setattr(journal_commands, "EXPORT_PROGRESS_EVERY", 4)
+    seen: list[tuple[int, int]] = []
+    out = io.BytesIO()
+    count = journal_commands.export(
+        str(filled), out, after=2, on_progress=lambda *p: seen.append(p)
+    )
+    assert count == 10
+    assert seen == [(4, 10), (8, 10), (10, 10)]
+    assert len(out.getvalue().splitlines()) == 10

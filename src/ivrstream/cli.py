@@ -467,8 +467,9 @@ def backfill(
 
 
 @contextlib.contextmanager
-def _files_progress(label: str, *, enabled: bool) -> Iterator[Any]:
-    """A rich progress bar on stderr, by files done (shown only on a terminal)."""
+def _counted_progress(label: str, *, enabled: bool) -> Iterator[Any]:
+    """A rich progress bar on stderr, by items done of a total (shown only on a terminal);
+    yields ``update(done, total, *rest)``, or None."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -481,7 +482,7 @@ def _files_progress(label: str, *, enabled: bool) -> Iterator[Any]:
     ) as bar:
         task = bar.add_task(label, total=None)
 
-        def update(done: int, total: int, size: int) -> None:
+        def update(done: int, total: int, *rest: int) -> None:
             bar.update(task, completed=done, total=total)
 
         yield update
@@ -594,9 +595,13 @@ def journal_export(
     """Every event, in journal order, one canonical JSON object per line on stdout."""
     from ivrstream.commands import journal as journal_commands
 
-    count = journal_commands.export(
-        journal_path_for(config_path, journal_path), journal_commands.stdout_bytes(), after
-    )
+    with _counted_progress("exporting", enabled=True) as on_progress:
+        count = journal_commands.export(
+            journal_path_for(config_path, journal_path),
+            journal_commands.stdout_bytes(),
+            after,
+            on_progress=on_progress,
+        )
     click.echo(f"exported {count} events", err=True)
 
 
@@ -907,7 +912,7 @@ def audit_verify(
     from ivrstream.commands import audit as audit_commands
 
     try:
-        with _files_progress("verifying", enabled=not as_json) as on_file:
+        with _counted_progress("verifying", enabled=not as_json) as on_file:
             result = audit_commands.verify_paths(paths, public_key, journal_path, on_file=on_file)
     except audit_commands.UsageProblem as exc:
         click.echo(f"ivrstream: {exc}", err=True)

@@ -826,6 +826,12 @@ class Journal:
     def count(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM events").fetchone()[0])
 
+    def count_after(self, pos: int) -> int:
+        """How many events follow position ``pos``."""
+        return int(
+            self.db.execute("SELECT count(*) FROM events WHERE pos > ?", (pos,)).fetchone()[0]
+        )
+
     def sequence(self, subscription_id: str) -> list[int]:
         """Sequence ids of one subscription's events, in journal order."""
         rows = self.db.execute(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import IO, Any
 
@@ -48,15 +49,31 @@ def render_stats(data: dict[str, Any], console: Console) -> None:
         console.print(types)
 
 
-def export(path: str, out: IO[bytes], after: int = 0) -> int:
-    """Write canonical events as JSON lines, in journal order; returns how many."""
+EXPORT_PROGRESS_EVERY = 10_000  # events between progress reports
+
+
+def export(
+    path: str,
+    out: IO[bytes],
+    after: int = 0,
+    *,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Write canonical events as JSON lines, in journal order; returns how many.
+    ``on_progress(done, total)`` hears how far it got, every few thousand events and at the
+    end (the total is what the journal held after ``after`` when the export began)."""
     count = 0
     with open_journal(path) as journal:
+        total = journal.count_after(after) if on_progress else 0
         for body in journal.iter_bodies(after):
             out.write(body)
             out.write(b"\n")
             count += 1
+            if on_progress is not None and count % EXPORT_PROGRESS_EVERY == 0:
+                on_progress(count, max(total, count))
     out.flush()
+    if on_progress is not None:
+        on_progress(count, max(total, count))
     return count
 
 
