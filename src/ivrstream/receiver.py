@@ -43,7 +43,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 import msgspec
@@ -52,6 +51,7 @@ from aiohttp import web
 from ivrstream import logs
 from ivrstream.clock import Clock, SystemClock
 from ivrstream.isotime import format_ms
+from ivrstream.lifecycle import StartStop
 from ivrstream.webhooks import (
     DEFAULT_TOLERANCE,
     WebhookVerificationError,
@@ -410,7 +410,7 @@ def _json(data: object, status: int = 200, headers: dict[str, str] | None = None
     )
 
 
-class Receiver:
+class Receiver(StartStop):
     """A webhook receiver on ``host:port`` (loopback, a free port by default).
 
     ``async with Receiver(secret="whsec_…", db=path) as r:`` then POST signed bodies to ``r.url``;
@@ -508,18 +508,6 @@ class Receiver:
             await self._runner.cleanup()
             self._runner = None
         await self.store.close()
-
-    async def __aenter__(self) -> Receiver:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # -- inspection -----------------------------------------------------------------------------
 

@@ -29,7 +29,6 @@ import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from functools import partial
-from types import TracebackType
 from typing import Any
 
 import msgspec
@@ -46,6 +45,7 @@ from ivrstream.health import Activity, History, Rates, Readiness, readiness
 from ivrstream.isotime import TimeFormatError, parse_ms
 from ivrstream.ivr import KINDS, IvrRow, IvrView, Labels
 from ivrstream.journal import Journal
+from ivrstream.lifecycle import StartStop
 from ivrstream.logs import REDACTOR
 from ivrstream.stats import LatencyHistogram
 
@@ -165,7 +165,7 @@ def journal_look(journal: Journal, positions: dict[str, int]) -> dict[str, Any]:
     return {"gap_states": states, "open_gaps": open_gaps, "oldest_received": oldest}
 
 
-class Monitor:
+class Monitor(StartStop):
     """Watches one subscriber; serves ``/metrics``, ``/livez``, ``/readyz`` and ``/status``.
 
     Create it before ``sub.start()`` (so its hooks see the first connection), start it after.
@@ -269,18 +269,6 @@ class Monitor:
         if self._reader is not None:
             self._reader.close()
             self._reader = None
-
-    async def __aenter__(self) -> Monitor:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # -- hooks ----------------------------------------------------------------------------------
 

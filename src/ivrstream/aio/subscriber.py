@@ -16,7 +16,6 @@ import random
 from collections.abc import AsyncIterator, Callable
 from functools import partial
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import aiohttp
@@ -45,6 +44,7 @@ from ivrstream.config import Config, SinkSettings
 from ivrstream.errors import ConfigError
 from ivrstream.hooks import Hooks
 from ivrstream.journal import Journal, WriteBatch
+from ivrstream.lifecycle import StartStop
 from ivrstream.logs import register_secret
 from ivrstream.models import InteractionEvent
 from ivrstream.privacy import Redactor
@@ -86,7 +86,7 @@ def grant_for(config: Config, token_url: str) -> Grant:
     return ClientCredentials(client_id, secret)
 
 
-class Subscriber:
+class Subscriber(StartStop):
     """Runs one source into the journal and yields committed events."""
 
     def __init__(
@@ -244,18 +244,6 @@ class Subscriber:
             await asyncio.Event().wait()
             return
         await asyncio.shield(self._run)
-
-    async def __aenter__(self) -> Subscriber:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # -- events ---------------------------------------------------------------------------------
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from types import TracebackType
 from typing import Any
 
 import msgspec
@@ -31,9 +30,10 @@ from ivrstream.emulator.notifications import Notifications
 from ivrstream.emulator.oauth import TokenIssuer
 from ivrstream.emulator.tally import Tally
 from ivrstream.emulator.world import World
+from ivrstream.lifecycle import StartStop
 
 
-class Emulator:
+class Emulator(StartStop):
     """A local Genesys Cloud. ``async with Emulator(config) as emu: emu.base_url …``."""
 
     def __init__(self, config: EmulatorConfig | None = None, clock: Clock | None = None) -> None:
@@ -108,18 +108,6 @@ class Emulator:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-
-    async def __aenter__(self) -> Emulator:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     # -- faults ---------------------------------------------------------------------------------
 
