@@ -15,6 +15,7 @@ import pytest
 from ivrstream.aio.auth import TokenManager
 from ivrstream.aio.intake import Intake
 from ivrstream.aio.reader import JournalReader
+from ivrstream.aio.runtime import Runtime
 from ivrstream.aio.subscriber import grant_for
 from ivrstream.backfill import (
     FILLED,
@@ -132,12 +133,7 @@ class Harness:
         self.filler = Backfiller(
             config.backfill,
             ends.api_url,
-            self.tokens,
-            self.session,
-            self.intake,
-            self.clock,
-            rng,
-            self.hooks,
+            Runtime(self.tokens, self.session, self.intake, self.clock, rng, self.hooks),
         )
         return self
 

@@ -33,22 +33,17 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
-import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-import aiohttp
-
-from ivrstream.aio.auth import TokenManager
 from ivrstream.aio.http import drive
-from ivrstream.aio.intake import Intake
 from ivrstream.aio.reader import JournalReader
-from ivrstream.clock import Clock, wait_event
+from ivrstream.aio.runtime import Runtime
+from ivrstream.clock import wait_event
 from ivrstream.config import BackfillSettings
 from ivrstream.errors import IvrstreamError, MissingScope, TransientError
-from ivrstream.hooks import Hooks
 from ivrstream.isotime import TimeFormatError, format_ms, parse_ms
 from ivrstream.journal import BackfillMark, GapRow, Journal
 from ivrstream.models import InteractionEvent
@@ -146,23 +141,13 @@ class Backfiller:
         self,
         settings: BackfillSettings,
         api_url: str,
-        tokens: TokenManager,
-        session: aiohttp.ClientSession,
-        intake: Intake,
-        clock: Clock,
-        rng: random.Random,
-        hooks: Hooks,
+        runtime: Runtime,
         *,
         convert: Callable[[dict[str, Any], str], Rebuilt] = rebuild,
     ) -> None:
         self.settings = settings
         self.api_url = api_url
-        self.tokens = tokens
-        self.session = session
-        self.intake = intake
-        self.clock = clock
-        self.rng = rng
-        self.hooks = hooks
+        self.tokens, self.session, self.intake, self.clock, self.rng, self.hooks = runtime
         self.convert = convert
         self.outcomes: list[Outcome] = []
         self.paused: str | None = None  # why backfill stopped trying (a missing permission)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections import Counter
 from typing import Any, ClassVar, Literal
 
@@ -19,9 +18,7 @@ import aiohttp
 import msgspec
 from aiohttp.http_websocket import WSMessageTextBytes
 
-from ivrstream.aio.auth import TokenManager
-from ivrstream.aio.intake import Intake
-from ivrstream.clock import Clock
+from ivrstream.aio.runtime import Runtime
 from ivrstream.config import Config, Endpoints
 from ivrstream.errors import (
     AuthError,
@@ -30,7 +27,6 @@ from ivrstream.errors import (
     SubscriptionRejected,
     TransientError,
 )
-from ivrstream.hooks import Hooks
 from ivrstream.models import Subscribed
 from ivrstream.protocol.eventstreams import (
     MAX_CONNECTIONS_PER_ORG,
@@ -58,20 +54,11 @@ class EventStreamsSource:
         config: Config,
         endpoints: Endpoints,
         client_id: str,
-        tokens: TokenManager,
-        session: aiohttp.ClientSession,
-        intake: Intake,
-        clock: Clock,
-        rng: random.Random,
-        hooks: Hooks,
+        runtime: Runtime,
     ) -> None:
         self.settings = config.eventstreams
         self.url = endpoints.events_url
-        self.tokens = tokens
-        self.session = session
-        self.intake = intake
-        self.clock = clock
-        self.hooks = hooks
+        self.tokens, self.session, self.intake, self.clock, rng, self.hooks = runtime
         es = self.settings
         self.subscription = build_subscription(
             event_type=es.event_type,
@@ -87,7 +74,7 @@ class EventStreamsSource:
         self.policy = ReconnectPolicy(
             base=rc.base, cap=rc.cap, max_attempts=rc.max_attempts or None, rng=rng
         )
-        intake.on_resend = self._resend_wanted
+        self.intake.on_resend = self._resend_wanted
         self.state = "idle"
         self.connections = 0
         self.endings: Counter[str] = Counter()

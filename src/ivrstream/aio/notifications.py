@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import uuid
 from collections import Counter
 from functools import partial
@@ -34,16 +33,15 @@ from typing import Any, Literal
 import aiohttp
 import msgspec
 
-from ivrstream.aio.auth import TokenManager
 from ivrstream.aio.http import drive, send
-from ivrstream.aio.intake import SOURCE_MARK_PREFIX, Intake
+from ivrstream.aio.intake import SOURCE_MARK_PREFIX
 from ivrstream.aio.reader import JournalReader
+from ivrstream.aio.runtime import Runtime
 from ivrstream.backfill import Backfiller
-from ivrstream.clock import Clock, wait_event
+from ivrstream.clock import wait_event
 from ivrstream.codec import Rejected
 from ivrstream.config import Config, Endpoints
 from ivrstream.errors import IvrstreamError
-from ivrstream.hooks import Hooks
 from ivrstream.isotime import TimeFormatError, format_ms, parse_ms
 from ivrstream.journal import GapRow, Journal, StreamMark
 from ivrstream.logs import register_secret
@@ -96,23 +94,13 @@ class NotificationsSource:
         config: Config,
         endpoints: Endpoints,
         client_id: str,
-        tokens: TokenManager,
-        session: aiohttp.ClientSession,
-        intake: Intake,
-        clock: Clock,
-        rng: random.Random,
-        hooks: Hooks,
+        runtime: Runtime,
         backfill: Backfiller | None,
     ) -> None:
         self.config = config
         self.settings = config.notifications
         self.api_url = endpoints.api_url.rstrip("/")
-        self.tokens = tokens
-        self.session = session
-        self.intake = intake
-        self.clock = clock
-        self.rng = rng
-        self.hooks = hooks
+        self.tokens, self.session, self.intake, self.clock, self.rng, self.hooks = runtime
         self.backfill = backfill
         self.key = f"{SOURCE_MARK_PREFIX}notifications:{client_id}"
         self.timings = ChannelTimings.from_settings(self.settings, config.reconnect)

@@ -37,6 +37,7 @@ from ivrstream.aio.eventstreams import EventStreamsSource
 from ivrstream.aio.intake import Intake
 from ivrstream.aio.notifications import NotificationsSource
 from ivrstream.aio.reader import JournalReader
+from ivrstream.aio.runtime import Runtime
 from ivrstream.aio.tail import JournalTail
 from ivrstream.backfill import Backfiller
 from ivrstream.clock import Clock, SystemClock
@@ -176,32 +177,14 @@ class Subscriber(StartStop):
             AuthPolicy(max_retry_after=self.config.genesys.max_retry_after),
             on_failure=lambda exc: self.hooks.emit("auth_failed", error=str(exc)),
         )
+        runtime = Runtime(self.tokens, self._session, self.intake, self.clock, self.rng, self.hooks)
         if self.config.backfill.enabled:
-            self.backfill = Backfiller(
-                self.config.backfill,
-                self.endpoints.api_url,
-                self.tokens,
-                self._session,
-                self.intake,
-                self.clock,
-                self.rng,
-                self.hooks,
-            )
-        source_args = (
-            self.config,
-            self.endpoints,
-            self.grant.client_id,
-            self.tokens,
-            self._session,
-            self.intake,
-            self.clock,
-            self.rng,
-            self.hooks,
-        )
+            self.backfill = Backfiller(self.config.backfill, self.endpoints.api_url, runtime)
+        source = (self.config, self.endpoints, self.grant.client_id, runtime)
         if self.config.source == "notifications":
-            self.source = NotificationsSource(*source_args, self.backfill)
+            self.source = NotificationsSource(*source, self.backfill)
         else:
-            self.source = EventStreamsSource(*source_args)
+            self.source = EventStreamsSource(*source)
         self._run = asyncio.ensure_future(self.source.run())
         self._tasks.append(asyncio.ensure_future(self.tokens.keep_fresh()))
         if self.backfill is not None:

@@ -21,6 +21,7 @@ from ivrstream import config as configuration
 from ivrstream.aio.auth import TokenManager
 from ivrstream.aio.intake import Intake
 from ivrstream.aio.reader import JournalReader
+from ivrstream.aio.runtime import Runtime
 from ivrstream.aio.subscriber import grant_for, privacy_for
 from ivrstream.backfill import OPEN, Backfiller, Outcome, manual_gap
 from ivrstream.clock import Clock, SystemClock
@@ -70,9 +71,8 @@ async def backfill(
         await intake.open()
         reader = JournalReader(intake.path)
         try:
-            filler = Backfiller(
-                settings, endpoints.api_url, tokens, session, intake, clock, rng, hooks
-            )
+            runtime = Runtime(tokens, session, intake, clock, rng, hooks)
+            filler = Backfiller(settings, endpoints.api_url, runtime)
             gap = manual_gap(start_ms, end_ms, round(clock.time() * 1000))
             # the same window again: resume it if it is open, check it afresh if it is closed
             known = {g.id: g for g in await reader.call(Journal.gaps)}
