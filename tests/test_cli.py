@@ -139,3 +139,12 @@ def test_run_names_an_unknown_region_and_exits_2(tmp_path, monkeypatch):
     assert result.exit_code == 2
     assert "genesys.region" in result.output
     assert "atlantis-1" in result.output
+
+
+def test_importing_the_package_main_does_not_run_the_command_line():
+    # a spawned child process (the audit log's) imports the parent's __main__ under another
+    # name: that must not start the command line again
+    import runpy
+
+    namespace = runpy.run_module("ivrstream.__main__", run_name="__mp_main__")
+    assert callable(namespace["main"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -677,3 +678,30 @@ def test_export_reports_its_progress_against_the_events_after_the_start(filled, 
     assert count == 10
     assert seen == [(4, 10), (8, 10), (10, 10)]
     assert len(out.getvalue().splitlines()) == 10
+
+
+def test_the_checkpointer_outlives_a_failure_to_open_and_keeps_checkpointing(
+    path, commits, monkeypatch
+):
+    import ivrstream.journal as journal_module
+
+    monkeypatch.setattr(journal_module, "CHECKPOINT_INTERVAL", 0.005)
+    opened = journal_module._checkpoint_connection
+    failures = [sqlite3.OperationalError("database is locked")]
+
+    def flaky(*args: object) -> sqlite3.Connection:
+        if failures:
+            raise failures.pop()
+        return opened(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(journal_module, "_checkpoint_connection", flaky)
+    writer = JournalWriter(path, flush_interval=0.0, on_commit=commits)
+    writer.start()
+    try:
+        deadline = time.monotonic() + WAIT
+        while writer.checkpoints < 2 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert failures == []  # the first open failed …
+        assert writer.checkpoints >= 2  # … and the thread went on checkpointing
+    finally:
+        writer.close()

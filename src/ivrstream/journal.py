@@ -307,7 +307,6 @@ def connect(
         )
     else:
         db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA busy_timeout=5000")  # before the schema: another writer may hold it
         # big pages suit kilobyte rows appended in order (about 1.6x the insert rate of 4 KiB
         # pages here); it only takes effect on a new file, before WAL is switched on
         db.execute(f"PRAGMA page_size={PAGE_SIZE}")
@@ -427,14 +426,21 @@ class JournalWriter:
         self._checkpointer.start()
 
     def _checkpoint_loop(self) -> None:
-        db = connect(self.path, synchronous=self.synchronous)
+        """Checkpoint every interval. Nothing here may end the thread: without it the WAL
+        grows without bound (the writer's own autocheckpoint is off)."""
+        db: sqlite3.Connection | None = None
         try:
             while not self._stop_checkpoints.wait(CHECKPOINT_INTERVAL):
-                with contextlib.suppress(sqlite3.Error):
+                try:
+                    if db is None:
+                        db = _checkpoint_connection(self.path, self.synchronous)
                     db.execute("PRAGMA wal_checkpoint(PASSIVE)")
                     self.checkpoints += 1
+                except sqlite3.Error:
+                    continue  # busy, or not openable just now: the next interval tries again
         finally:
-            db.close()
+            if db is not None:
+                db.close()
 
     def submit(self, batch: WriteBatch) -> None:
         """Hand a batch to the writer (thread-safe, never blocks)."""
@@ -603,6 +609,14 @@ def _insert_in_one_statement(
     text_ids = "".join(ids).encode()  # type: ignore[arg-type]  # no None: checked above
     db.execute(_BULK_INSERT, (blob, text_ids, _encode_json(list(spans))))
     return True
+
+
+def _checkpoint_connection(path: Path, synchronous: str) -> sqlite3.Connection:
+    """A connection that only checkpoints: it writes no schema, so it never waits for the
+    writer's lock to open."""
+    db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+    return db
 
 
 def _upsert_gap(db: sqlite3.Connection, g: GapRow) -> None:
