@@ -48,7 +48,15 @@ from ivrstream.protocol.analytics import (
     query_interval,
     split_interval,
 )
-from ivrstream.protocol.conversation import Conversation, NetworkError, Request, Response, Sleep
+from ivrstream.protocol.conversation import (
+    Conversation,
+    Finished,
+    NetworkError,
+    Request,
+    Response,
+    Sleep,
+    resume,
+)
 from ivrstream.testing import FakeClock
 from tests.conftest import EmulatorFactory
 from tests.emulator.client import token
@@ -264,31 +272,18 @@ def run(
 ) -> T:
     """Drive ``conversation`` to its end: requests go to ``server``, sleeps move ``clock``."""
     clock = clock if clock is not None else Clock()
-    answer: Response | float | None = None
-    failure: NetworkError | None = None
+    answer: Response | float | NetworkError | None = None
     for _ in range(max_steps):
-        try:
-            if failure is not None:
-                step = conversation.throw(failure)
-            elif answer is None:
-                step = next(conversation)
-            else:
-                step = conversation.send(answer)
-        except StopIteration as stop:
-            result: T = stop.value
-            return result
-        failure = answer = None
+        step = resume(conversation, answer)
+        if isinstance(step, Finished):
+            return step.value
         if isinstance(step, Sleep):
             assert step.seconds >= 0
             clock.sleeps.append(step.seconds)
             clock.now += step.seconds
             answer = clock.now
         else:
-            reply = server(step)
-            if isinstance(reply, NetworkError):
-                failure = reply
-            else:
-                answer = reply
+            answer = server(step)
     raise AssertionError(f"still running after {max_steps} steps")
 
 

@@ -11,10 +11,12 @@ import aiohttp
 from ivrstream.clock import Clock
 from ivrstream.protocol.conversation import (
     Conversation,
+    Finished,
     NetworkError,
     Request,
     Response,
     Sleep,
+    resume,
 )
 
 T = TypeVar("T")
@@ -54,33 +56,21 @@ async def drive(
     """Answer each step of ``conversation`` until it returns. With a ``label``, every request
     that fails in a way the conversation retries (no connection, 429, 5xx) is logged as a
     warning, so an unreachable endpoint is never silent."""
-    answer: Response | float | None = None
-    failure: NetworkError | None = None
+    answer: Response | float | NetworkError | None = None
     while True:
-        try:
-            if failure is not None:
-                step = conversation.throw(failure)
-            elif answer is None:
-                step = next(conversation)
-            else:
-                step = conversation.send(answer)
-        except StopIteration as stop:
-            result: T = stop.value
-            return result
-        failure = None
+        step = resume(conversation, answer)
+        if isinstance(step, Finished):
+            return step.value
         if isinstance(step, Sleep):
             await clock.sleep(step.seconds)
             answer = clock.time()
+            continue
+        try:
+            answer = await send(session, step)
+        except NetworkError as exc:
+            answer = exc
+            if label is not None:
+                log.warning("%s: cannot reach %s (%s); retrying", label, _where(step.url), exc)
         else:
-            assert isinstance(step, Request)
-            try:
-                answer = await send(session, step)
-            except NetworkError as exc:
-                failure, answer = exc, None
-                if label is not None:
-                    log.warning("%s: cannot reach %s (%s); retrying", label, _where(step.url), exc)
-            else:
-                if label is not None and (answer.status == 429 or answer.status >= 500):
-                    log.warning(
-                        "%s: %s answered %d; retrying", label, _where(step.url), answer.status
-                    )
+            if label is not None and (answer.status == 429 or answer.status >= 500):
+                log.warning("%s: %s answered %d; retrying", label, _where(step.url), answer.status)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -45,6 +45,29 @@ class NetworkError(Exception):
 
 Step = Request | Sleep
 Conversation = Generator[Step, "Response | float", T]
+
+
+@dataclass(frozen=True)
+class Finished(Generic[T]):
+    """What a conversation returned."""
+
+    value: T
+
+
+def resume(
+    conversation: Conversation[T], answer: Response | float | NetworkError | None
+) -> Step | Finished[T]:
+    """The next step of ``conversation`` given the answer to its last one — ``None`` to start
+    it, a :class:`NetworkError` to throw into it — or what it returned. Every driver (the
+    aiohttp one, test ones) turns the crank with this."""
+    try:
+        if isinstance(answer, NetworkError):
+            return conversation.throw(answer)
+        if answer is None:
+            return next(conversation)
+        return conversation.send(answer)
+    except StopIteration as stop:
+        return Finished(stop.value)
 
 
 def retry_after_seconds(response: Response) -> float | None:
